@@ -1,0 +1,1 @@
+"""The `eih` command and project-wide settings (store locations)."""

@@ -1,0 +1,46 @@
+"""`eih`: one command in front of every job.
+
+Each package registers its own subcommands (`<package>/cli.py: register(app)`); heavy
+imports happen inside the commands, so `eih --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="eih",
+    help=(
+        "Predict exercise-induced hypoalgesia, no change or hyperalgesia for one person and "
+        "one exercise protocol, and say why. Every job (validate, simulate, train, score, "
+        "serve, ui) starts here; `eih COMMAND --help` explains each."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _register_all() -> None:
+    import importlib
+
+    for module in (
+        "data_contracts.cli",
+        "simulation.cli",
+        "training.cli",
+        "serving.cli",
+        "eih.ops_cli",
+    ):
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:  # a package not yet built
+            if exc.name != module:
+                raise
+            continue
+        mod.register(app)
+
+
+_register_all()
+
+if __name__ == "__main__":  # pragma: no cover
+    app()
