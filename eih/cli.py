@@ -21,6 +21,11 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def main() -> None:
+    """Exercise-induced hypoalgesia responder service."""
+
+
 def _register_all() -> None:
     import importlib
 

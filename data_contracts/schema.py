@@ -1,0 +1,99 @@
+"""Contract rules as a pandera DataFrame schema, generated from `fields.FIELDS`.
+
+Per-field rules (type, range, category, required, id pattern, uniqueness) are pandera
+column checks; cross-field rules are DataFrame-level element-wise checks, each named
+after the one field it blames. `RULES` maps every check name to (field, rule text) so
+failures translate to field-level problems without ever quoting a value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+import pandera.pandas as pa
+
+from data_contracts.fields import FIELDS, Field
+
+ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+
+
+@dataclass(frozen=True)
+class CrossRule:
+    name: str
+    field: str
+    text: str
+
+    def check(self, df: pd.DataFrame) -> pd.Series:
+        return _CROSS_CHECKS[self.name](df)
+
+
+def _pain_free(df: pd.DataFrame) -> pd.Series:
+    return df["pain_condition"] == "pain_free"
+
+
+def _in_pain(df: pd.DataFrame) -> pd.Series:
+    return df["pain_condition"].notna() & (df["pain_condition"] != "pain_free")
+
+
+_CROSS_CHECKS = {
+    "pain_free_duration": lambda df: ~_pain_free(df) | df["pain_duration_months"].isna() | (df["pain_duration_months"] == 0),
+    "pain_free_mechanism": lambda df: ~_pain_free(df) | df["pain_mechanism"].isna() | (df["pain_mechanism"] == "none"),
+    "pain_duration_chronic": lambda df: ~_in_pain(df) | df["pain_duration_months"].isna() | (df["pain_duration_months"] >= 3),
+    "pain_mechanism_not_none": lambda df: ~_in_pain(df) | (df["pain_mechanism"] != "none").fillna(True),
+    "bdnf_matrix_given": lambda df: df["bdnf_ng_ml"].isna() | df["bdnf_matrix"].notna(),
+    "bdnf_plasma_plausible": lambda df: ~(df["bdnf_matrix"] == "plasma").fillna(False) | df["bdnf_ng_ml"].isna() | (df["bdnf_ng_ml"] <= 5),
+}
+
+CROSS_RULES: tuple[CrossRule, ...] = (
+    CrossRule("pain_free_duration", "pain_duration_months", "pain_free requires pain_duration_months = 0"),
+    CrossRule("pain_free_mechanism", "pain_mechanism", "pain_free requires pain_mechanism none or missing"),
+    CrossRule("pain_duration_chronic", "pain_duration_months", "a chronic pain condition requires pain_duration_months >= 3"),
+    CrossRule("pain_mechanism_not_none", "pain_mechanism", "a chronic pain condition requires a pain_mechanism other than none"),
+    CrossRule("bdnf_matrix_given", "bdnf_matrix", "bdnf_matrix is required when bdnf_ng_ml is given"),
+    CrossRule("bdnf_plasma_plausible", "bdnf_ng_ml", "plasma BDNF above 5 ng/mL is implausible (serum and plasma are never mixed)"),
+)
+
+
+def _column(f: Field) -> pa.Column:
+    checks: list[pa.Check] = []
+    if f.kind == "number":
+        checks.append(pa.Check.in_range(f.min, f.max, name=f"range:{f.name}"))
+        dtype = "float64"
+    elif f.kind == "category":
+        checks.append(pa.Check.isin(list(f.categories), name=f"category:{f.name}"))
+        dtype = None
+    else:
+        dtype = None
+        if f.name == "subject_id":
+            checks.append(pa.Check.str_matches(ID_PATTERN, name="pattern:subject_id"))
+        else:
+            checks.append(pa.Check.str_length(1, 64, name=f"length:{f.name}"))
+    return pa.Column(
+        dtype,
+        checks=checks,
+        nullable=not f.required,
+        required=f.required,
+        unique=f.name == "subject_id",
+        report_duplicates="all",
+        name=f.name,
+    )
+
+
+def build_schema() -> pa.DataFrameSchema:
+    """The pandera schema for contract 1.0 (columns not in the contract are not allowed
+    through: the reader drops and reports them before validation)."""
+    cross = [
+        pa.Check(rule.check, element_wise=False, name=f"cross:{rule.name}", ignore_na=False)
+        for rule in CROSS_RULES
+    ]
+    return pa.DataFrameSchema(
+        {f.name: _column(f) for f in FIELDS},
+        checks=cross,
+        strict=False,
+        coerce=False,
+    )
+
+
+SCHEMA = build_schema()
+CROSS_BY_NAME = {r.name: r for r in CROSS_RULES}
