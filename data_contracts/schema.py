@@ -28,21 +28,31 @@ class CrossRule:
         return _CROSS_CHECKS[self.name](df)
 
 
+_CHRONIC = tuple(c for c in next(f for f in FIELDS if f.name == "pain_condition").categories if c != "pain_free")
+
+
+def _col(df: pd.DataFrame, name: str) -> pd.Series:
+    """The column, or all-missing when an optional column is absent from the file
+    (a check that raised KeyError would be dropped and its rule silently skipped)."""
+    return df[name] if name in df.columns else pd.Series(None, index=df.index, dtype=object)
+
+
 def _pain_free(df: pd.DataFrame) -> pd.Series:
     return df["pain_condition"] == "pain_free"
 
 
 def _in_pain(df: pd.DataFrame) -> pd.Series:
-    return df["pain_condition"].notna() & (df["pain_condition"] != "pain_free")
+    # only a valid chronic category: an unknown pain_condition is blamed on that field alone
+    return df["pain_condition"].isin(_CHRONIC)
 
 
 _CROSS_CHECKS = {
     "pain_free_duration": lambda df: ~_pain_free(df) | df["pain_duration_months"].isna() | (df["pain_duration_months"] == 0),
-    "pain_free_mechanism": lambda df: ~_pain_free(df) | df["pain_mechanism"].isna() | (df["pain_mechanism"] == "none"),
+    "pain_free_mechanism": lambda df: ~_pain_free(df) | _col(df, "pain_mechanism").isna() | (_col(df, "pain_mechanism") == "none"),
     "pain_duration_chronic": lambda df: ~_in_pain(df) | df["pain_duration_months"].isna() | (df["pain_duration_months"] >= 3),
-    "pain_mechanism_not_none": lambda df: ~_in_pain(df) | (df["pain_mechanism"] != "none").fillna(True),
-    "bdnf_matrix_given": lambda df: df["bdnf_ng_ml"].isna() | df["bdnf_matrix"].notna(),
-    "bdnf_plasma_plausible": lambda df: ~(df["bdnf_matrix"] == "plasma").fillna(False) | df["bdnf_ng_ml"].isna() | (df["bdnf_ng_ml"] <= 5),
+    "pain_mechanism_not_none": lambda df: ~_in_pain(df) | (_col(df, "pain_mechanism") != "none").fillna(True),
+    "bdnf_matrix_given": lambda df: _col(df, "bdnf_ng_ml").isna() | _col(df, "bdnf_matrix").notna(),
+    "bdnf_plasma_plausible": lambda df: ~(_col(df, "bdnf_matrix") == "plasma").fillna(False) | _col(df, "bdnf_ng_ml").isna() | (_col(df, "bdnf_ng_ml") <= 5),
 }
 
 CROSS_RULES: tuple[CrossRule, ...] = (
@@ -66,7 +76,8 @@ def _column(f: Field) -> pa.Column:
     else:
         dtype = None
         if f.name == "subject_id":
-            checks.append(pa.Check.str_matches(ID_PATTERN, name="pattern:subject_id"))
+            # fullmatch, not str_matches (re.match): "$" would also accept a trailing newline
+            checks.append(pa.Check(lambda s: s.str.fullmatch(ID_PATTERN).fillna(False).astype(bool), name="pattern:subject_id"))
         else:
             checks.append(pa.Check.str_length(1, 64, name=f"length:{f.name}"))
     return pa.Column(

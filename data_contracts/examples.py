@@ -1,0 +1,32 @@
+"""A made-up, contract-valid example record (no real person): used as the model's
+MLflow input example, in the README and in the OpenAPI document."""
+
+EXAMPLE_RECORD: dict = {
+    "subject_id": "demo-001",
+    "site": "site-A",
+    "age_years": 52,
+    "sex": "female",
+    "bmi_kg_m2": 27.5,
+    "pain_condition": "chronic_low_back_pain",
+    "pain_mechanism": "nociplastic",
+    "pain_duration_months": 48,
+    "pain_intensity_nrs": 6.5,
+    "csi_score": 47,
+    "paindetect_score": 14,
+    "ppt_baseline_kpa": 310,
+    "cpm_pct": -8,
+    "temporal_summation_nrs": 2.5,
+    "pcs_total": 33,
+    "tsk17_total": 41,
+    "pseq_total": 22,
+    "hads_anxiety": 9,
+    "hads_depression": 7,
+    "expected_pain_change_nrs": 1,
+    "bdnf_ng_ml": None,
+    "bdnf_matrix": None,
+    "lactate_mmol_l": None,
+    "il6_pg_ml": None,
+    "exercise_modality": "aerobic",
+    "exercise_intensity_pct": 75,
+    "exercise_duration_min": 30,
+}

@@ -1,0 +1,175 @@
+"""The runtime of the registered model: feature pipeline + booster + calibration +
+exact explanations, in one object that the HTTP service, the batch scorer and the
+MLflow pyfunc wrapper all use.
+
+Explanations are exact TreeSHAP values computed by XGBoost (`pred_contribs=True`), one
+per contract field, in margin (log-odds) units. Calibration is an affine map of the
+margins (temperature T and a per-class bias b): margin = raw / T + b. Contributions are
+divided by T and b is added to the base value, so base + sum(contributions) equals the
+calibrated margin exactly and the explanation explains the probabilities served.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xgboost as xgb
+
+from data_contracts.fields import BY_NAME, CONTRACT_MAJOR, RESPONSES
+from features.pipeline import ContractFeatures
+
+BOOSTER_FILE = "booster.ubj"
+META_FILE = "meta.json"
+
+
+class ContractVersionError(RuntimeError):
+    pass
+
+
+@dataclass
+class Explanation:
+    margins: np.ndarray  # (n, K) calibrated margins
+    base: np.ndarray  # (n, K) base values (calibrated)
+    contributions: np.ndarray  # (n, K, F), one per contract field
+    outputs: tuple[str, ...]
+    fields: tuple[str, ...]
+
+
+def softmax(m: np.ndarray) -> np.ndarray:
+    z = m - m.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+class EIHPredictor:
+    """Predict and explain for contract records. Build with `from_parts` or `load`."""
+
+    def __init__(self, booster: xgb.Booster, meta: dict):
+        self.booster = booster
+        self.meta = meta
+        self.fields: tuple[str, ...] = tuple(meta["features"])
+        self.outputs: tuple[str, ...] = tuple(meta.get("outputs", RESPONSES))
+        self.features = ContractFeatures(predictors=self.fields).fit(None)
+        cal = meta.get("calibration", {})
+        self.temperature = float(cal.get("temperature", 1.0))
+        self.bias = np.asarray(cal.get("bias", [0.0] * len(self.outputs)), dtype="float64")
+        names = booster.feature_names
+        if names is not None and tuple(names) != self.fields:
+            raise ValueError("booster feature names differ from the model's feature list")
+        major = int(str(meta["contract_version"]).split(".")[0])
+        if major != CONTRACT_MAJOR:
+            raise ContractVersionError(
+                f"model was trained with data contract {meta['contract_version']}, this code speaks contract "
+                f"{CONTRACT_MAJOR}.x: refusing to serve it (retrain the model or use a matching release)"
+            )
+
+    # ---- persistence -------------------------------------------------------------
+    @classmethod
+    def load(cls, directory: str | Path) -> EIHPredictor:
+        d = Path(directory)
+        meta = json.loads((d / META_FILE).read_text())
+        booster = xgb.Booster()
+        booster.load_model(str(d / BOOSTER_FILE))
+        return cls(booster, meta)
+
+    def save(self, directory: str | Path) -> Path:
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        self.booster.save_model(str(d / BOOSTER_FILE))
+        (d / META_FILE).write_text(json.dumps(self.meta, indent=1, sort_keys=True))
+        return d
+
+    # ---- properties --------------------------------------------------------------
+    @property
+    def contract_version(self) -> str:
+        return str(self.meta["contract_version"])
+
+    @property
+    def threshold_pct(self) -> float:
+        return float(self.meta["label_threshold_pct"])
+
+    @property
+    def reference(self) -> dict:
+        return self.meta.get("reference", {})
+
+    def set_threads(self, n: int) -> None:
+        self.booster.set_param({"nthread": int(n)})
+
+    # ---- prediction --------------------------------------------------------------
+    def transform(self, df: pd.DataFrame) -> pd.DataFrame:
+        return self.features.transform(df)
+
+    def _dmatrix(self, X: pd.DataFrame) -> xgb.DMatrix:
+        if tuple(X.columns) != self.fields:  # shap/xgboost would not notice a reordering
+            raise ValueError("feature frame columns are not in the model's order")
+        return xgb.DMatrix(X, enable_categorical=True, feature_names=list(self.fields), nthread=-1)
+
+    def raw_margins(self, X: pd.DataFrame) -> np.ndarray:
+        return self.booster.predict(self._dmatrix(X), output_margin=True, validate_features=True)
+
+    def margins(self, df: pd.DataFrame) -> np.ndarray:
+        raw = self.raw_margins(self.transform(df))
+        return raw / self.temperature + self.bias
+
+    def predict_proba(self, df: pd.DataFrame) -> np.ndarray:
+        return softmax(self.margins(df))
+
+    def explain(self, df: pd.DataFrame) -> Explanation:
+        X = self.transform(df)
+        contrib = self.booster.predict(self._dmatrix(X), pred_contribs=True, validate_features=True)
+        if contrib.ndim == 2:  # single output model: (n, F+1)
+            contrib = contrib[:, None, :]
+        contributions = contrib[:, :, :-1] / self.temperature
+        base = contrib[:, :, -1] / self.temperature + self.bias
+        margins = base + contributions.sum(axis=2)
+        return Explanation(margins, base, contributions, self.outputs, self.fields)
+
+    def predict_and_explain(self, df: pd.DataFrame) -> tuple[np.ndarray, Explanation]:
+        ex = self.explain(df)
+        return softmax(ex.margins), ex
+
+    # ---- interpretation ------------------------------------------------------------
+    def risk_level(self, p_hyper: np.ndarray) -> np.ndarray:
+        """'low' / 'moderate' / 'high' hyperalgesia risk from the cut-offs stored in meta."""
+        lo, hi = self.meta["risk_cutoffs"]["moderate"], self.meta["risk_cutoffs"]["high"]
+        p = np.asarray(p_hyper, dtype="float64")
+        return np.where(p >= hi, "high", np.where(p >= lo, "moderate", "low"))
+
+    def missing_optional(self, df: pd.DataFrame) -> list[list[str]]:
+        """Per row, the optional predictors that were missing (the model handled them natively)."""
+        optional = [f for f in self.fields if not BY_NAME[f].required]
+        present = [f for f in optional if f in df.columns]
+        absent = [f for f in optional if f not in df.columns]
+        if present:
+            miss = df[present].isna().to_numpy()
+        else:
+            miss = np.zeros((len(df), 0), dtype=bool)
+        names = np.asarray(present, dtype=object)
+        return [list(names[row]) + absent for row in miss]
+
+    def range_warnings(self, df: pd.DataFrame) -> list[list[str]]:
+        """Per row, fields whose value lies outside what the model saw in training."""
+        ref = self.reference
+        out: list[list[str]] = [[] for _ in range(len(df))]
+        for name in self.fields:
+            r = ref.get(name)
+            if r is None or name not in df.columns:
+                continue
+            col = df[name]
+            if r["kind"] == "number":
+                if r["min"] is None:
+                    continue
+                v = col.to_numpy(dtype="float64")
+                bad = (v < r["min"]) | (v > r["max"])
+                text = f"{name} is outside the range seen in training ({r['min']:g} to {r['max']:g})"
+            else:
+                seen = [c for c, p in zip(r["categories"], r["proportions"]) if p > 0]
+                bad = (~col.isin(seen) & col.notna()).to_numpy()
+                text = f"{name} has a category not seen in training"
+            for i in np.flatnonzero(bad):
+                out[i].append(text)
+        return out

@@ -1,0 +1,28 @@
+"""MLflow "models from code" definition of the registered model.
+
+`training` logs this file with the predictor directory (booster + meta) as the
+artifact `predictor`. Every consumer loads the model by alias
+(`models:/eih-responder@champion`) and either calls the pyfunc `predict` (class
+probabilities, what `mlflow models serve` answers) or unwraps `EIHPredictor` for
+explanations (`load_predictor` in serving.loading).
+"""
+
+from __future__ import annotations
+
+import mlflow
+import pandas as pd
+from mlflow.pyfunc import PythonModel
+
+
+class EIHPyfunc(PythonModel):
+    def load_context(self, context):
+        from serving.predictor import EIHPredictor
+
+        self.predictor = EIHPredictor.load(context.artifacts["predictor"])
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        proba = self.predictor.predict_proba(model_input)
+        return pd.DataFrame(proba, columns=[f"p_{o}" for o in self.predictor.outputs])
+
+
+mlflow.models.set_model(EIHPyfunc())

@@ -1,0 +1,46 @@
+"""`eih train`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train_cmd)
+
+
+def train_cmd(
+    data: Path = typer.Option(..., "--data", help="Training cohort (.csv or .parquet) with predictors and ppt_post_kpa."),
+    oracle: Path | None = typer.Option(None, "--oracle", help="Oracle file from `eih simulate` (subject_id,p_*): adds the truth's metrics and oracle_capture."),
+    config: Path | None = typer.Option(None, "--config", help="TOML or JSON overriding training settings (see training/config.py: n_trials, cv_folds, label_threshold_pct, ...)."),
+    seed: int = typer.Option(0, "--seed", help="Seed for the split, the search and the bootstrap (same data + seed = same metrics)."),
+    experiment: str = typer.Option("eih-responder", "--experiment", help="MLflow experiment name."),
+    registered_model: str = typer.Option("eih-responder", "--registered-model", help="MLflow registered model name."),
+    n_trials: int | None = typer.Option(None, "--n-trials", help="Override the number of search trials."),
+    threshold: float | None = typer.Option(None, "--threshold", help="Override the label threshold in % (default 10)."),
+) -> None:
+    """Tune, calibrate, evaluate and register an XGBoost responder model.
+
+    Writes one MLflow run (nested runs for the search) to the project store
+    (sqlite:///mlruns/mlflow.db unless MLFLOW_TRACKING_URI is set), registers the model
+    and moves the @champion alias only if the new version beats the current champion on
+    the new test split.
+    """
+    from rich.console import Console
+
+    from data_contracts.validate import ContractFileError
+    from training.config import load_config
+    from training.train import TrainingDataError, summarize, train
+
+    console = Console()
+    try:
+        cfg = load_config(config, n_trials=n_trials, label_threshold_pct=threshold)
+        result = train(data, oracle=oracle, cfg=cfg, seed=seed, experiment=experiment,
+                       registered_model=registered_model, console=console)
+    except (ContractFileError, TrainingDataError, ValueError, FileNotFoundError) as exc:
+        Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    console.print(summarize(result))
+    console.print(f"MLflow run {result.run_id}; model {result.model_name} version {result.model_version}")

@@ -1,0 +1,65 @@
+"""Every tunable of a training run, with defaults. `--config FILE` (TOML or JSON)
+overrides any subset; the effective config is logged to MLflow as parameters."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+from data_contracts.fields import DEFAULT_THRESHOLD_PCT
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    max_depth: tuple[int, int] = (2, 5)
+    learning_rate: tuple[float, float] = (0.02, 0.2)
+    min_child_weight: tuple[float, float] = (1.0, 64.0)
+    subsample: tuple[float, float] = (0.6, 1.0)
+    colsample_bytree: tuple[float, float] = (0.5, 1.0)
+    reg_lambda: tuple[float, float] = (0.1, 30.0)
+    gamma: tuple[float, float] = (0.0, 2.0)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    label_threshold_pct: float = DEFAULT_THRESHOLD_PCT
+    test_fraction: float = 0.2
+    cv_folds: int = 4
+    n_trials: int = 30
+    max_rounds: int = 1500
+    early_stopping_rounds: int = 50
+    cost_tolerance: float = 0.01
+    """Among candidates within this relative margin of the best CV log-loss, take the cheapest to explain."""
+    calibration_min_gain: float = 0.0005
+    """Apply the temperature/bias correction only if it lowers out-of-fold log-loss by at least this much."""
+    bootstrap: int = 200
+    risk_moderate: float = 0.20
+    risk_high: float = 0.35
+    nthread: int = 2
+    search: SearchSpace = field(default_factory=SearchSpace)
+
+    def flat(self) -> dict:
+        d = asdict(self)
+        search = d.pop("search")
+        d.update({f"search_{k}": f"{v[0]}-{v[1]}" for k, v in search.items()})
+        return d
+
+
+def load_config(path: str | Path | None = None, **overrides) -> TrainConfig:
+    cfg = TrainConfig()
+    data: dict = {}
+    if path is not None:
+        p = Path(path)
+        text = p.read_text()
+        data = tomllib.loads(text) if p.suffix == ".toml" else json.loads(text)
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"unknown config keys: {', '.join(unknown)}")
+    if "search" in data:
+        s = {k: tuple(v) for k, v in data.pop("search").items()}
+        data["search"] = replace(SearchSpace(), **s)
+    return replace(cfg, **data)

@@ -1,0 +1,104 @@
+"""The model card (markdown), logged with every training run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from data_contracts.fields import BY_NAME, CONTRACT_VERSION, RESPONSES
+
+
+def _fmt(metrics: dict, key: str, intervals: dict | None = None, ikey: str | None = None) -> str:
+    if key not in metrics:
+        return "n/a"
+    s = f"{metrics[key]:.3f}"
+    if intervals and ikey in intervals:
+        lo, hi = intervals[ikey]
+        s += f" (95 % CI {lo:.3f}-{hi:.3f})"
+    return s
+
+
+def model_card(*, name, cfg, metrics, intervals, subgroups: pd.DataFrame, meta, split, n_rows, dropped, data_name,
+               synthetic: bool, confusion: np.ndarray) -> str:
+    thr = cfg.label_threshold_pct
+    fields = meta["features"]
+    optional = [f for f in fields if not BY_NAME[f].required]
+    shape = meta["model_shape"]
+    lines = [
+        f"# Model card: {name}",
+        "",
+        "## Intended use",
+        "Estimates, for one person with (or without) chronic pain and one exercise protocol, the probability that",
+        "a single bout produces exercise-induced hypoalgesia, no change, or paradoxical hyperalgesia of pressure",
+        "pain sensitivity, with the reasons (exact per-field contributions). Decision support for clinicians",
+        "choosing an exercise dose; not a diagnosis, and not validated on patients.",
+        "",
+        "## Data",
+        f"- Training file `{data_name}`: {n_rows} valid rows ({dropped} rows rejected by the contract).",
+        "- Origin: " + ("**synthetic** cohort from the project's literature-grounded simulator (`eih simulate`);"
+                        " no real patient data exist for this task." if synthetic else "user-supplied cohort file."),
+        f"- Split: {split}; tuning used cross-validation on the training part only.",
+        "",
+        "## Outcome",
+        "eih_pct = 100 x (PPT after - PPT before) / PPT before. Label: hypoalgesia when eih_pct >= "
+        f"+{thr:g} %, hyperalgesia when eih_pct <= -{thr:g} %, no change otherwise (threshold {thr:g} %, the low end"
+        " of the published measurement error of EIH).",
+        "",
+        "## Predictors",
+        f"Data contract {CONTRACT_VERSION}; one model input per contract field ({len(fields)}): " + ", ".join(fields) + ".",
+        "Categorical fields use XGBoost's native categorical support, so each explanation is one value per field.",
+        "",
+        "## Missing data",
+        "Optional fields (" + ", ".join(optional) + ") may be missing; XGBoost routes missing values natively (learned"
+        " default directions), nothing is imputed, and every prediction lists the optional inputs that were missing.",
+        "",
+        "## Model",
+        f"XGBoost multi:softprob, depth {shape['max_depth']}, {shape['n_rounds']} rounds x 3 classes; chosen as the cheapest"
+        f" to explain among search candidates within {cfg.cost_tolerance:.0%} of the best CV log-loss. Exact TreeSHAP"
+        f" explanations at about {shape.get('explain_rows_per_s_measured', float('nan')):.0f} rows/s (measured at training).",
+        "Calibration: " + (f"temperature {meta['calibration']['temperature']:.3f} and class bias applied to the margins"
+                           if meta["calibration"]["applied"] else "checked out-of-fold; no correction needed") + ".",
+        f"Hyperalgesia risk: low below {cfg.risk_moderate:.0%}, moderate {cfg.risk_moderate:.0%}-{cfg.risk_high:.0%},"
+        f" high at or above {cfg.risk_high:.0%} predicted probability.",
+        "",
+        "## Performance on the test split",
+        "| metric | model | 95 % bootstrap CI |",
+        "|---|---|---|",
+    ]
+    for key in ("log_loss", "auroc_macro", "brier", "ece", "balanced_accuracy"):
+        lo, hi = intervals.get(key, (float("nan"), float("nan")))
+        lines.append(f"| {key} | {metrics.get('test_' + key, float('nan')):.3f} | {lo:.3f}-{hi:.3f} |")
+    lines += ["", "| comparison | log-loss | macro AUROC |", "|---|---|---|"]
+    lines.append(f"| class prior (null) | {metrics['null_test_log_loss']:.3f} | 0.500 |")
+    for b in ("logreg", "cpm_rule", "psychosocial_rule"):
+        lines.append(f"| baseline {b} | {metrics[f'baseline_{b}_test_log_loss']:.3f} | {metrics[f'baseline_{b}_test_auroc_macro']:.3f} |")
+    lines.append(f"| **this model** | {metrics['test_log_loss']:.3f} | {metrics['test_auroc_macro']:.3f} |")
+    if "oracle_test_log_loss" in metrics:
+        lines.append(f"| oracle (the simulator's truth) | {metrics['oracle_test_log_loss']:.3f} | {metrics['oracle_test_auroc_macro']:.3f} |")
+        lines.append("")
+        lines.append(f"Oracle capture (share of the truth's improvement over the class prior): {metrics['oracle_capture']:.3f}.")
+    lines += ["", "Per class:"]
+    for c in RESPONSES:
+        lines.append(f"- {c}: AUROC {metrics[f'test_auroc_{c}']:.3f}, calibration slope {metrics[f'test_calibration_slope_{c}']:.2f},"
+                     f" intercept {metrics[f'test_calibration_intercept_{c}']:.2f}")
+    lines += ["", "Confusion matrix (rows observed, columns predicted): " + "; ".join(
+        f"{RESPONSES[i]}: " + ", ".join(str(v) for v in confusion[i]) for i in range(len(RESPONSES)))]
+    lines += ["", "## Subgroups (test split)", "| group | level | n | log-loss | macro AUROC | ECE | observed / predicted hyperalgesia |",
+              "|---|---|---|---|---|---|---|"]
+    for r in subgroups.itertuples(index=False):
+        if pd.isna(getattr(r, "log_loss", np.nan)):
+            lines.append(f"| {r.group} | {r.level} | {r.n} | too few | | | |")
+        else:
+            lines.append(f"| {r.group} | {r.level} | {r.n} | {r.log_loss:.3f} | {r.auroc_macro:.3f} | {r.ece:.3f} |"
+                         f" {r.observed_hyperalgesia:.2f} / {r.predicted_hyperalgesia:.2f} |")
+    lines += [
+        "",
+        "## Limitations",
+        "- EIH is weakly predictable and noisily measured (test-retest ICC 0-0.61; measurement error 10-21 % of PPT):"
+        " even the truth reaches only a modest AUROC, and individual predictions are uncertain.",
+        "- Trained on synthetic data: performance on real patients is unknown until external validation.",
+        "- HIIT and mind-body exercise have almost no acute EIH data; the simulator used wide priors for them.",
+        "- Biomarkers (BDNF, lactate, IL-6) are weak correlates, not drivers; the model should not lean on them.",
+        f"- Contract version {CONTRACT_VERSION}: the service refuses input from another major version.",
+    ]
+    return "\n".join(lines) + "\n"
