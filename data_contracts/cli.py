@@ -37,7 +37,7 @@ def validate(
     except ContractFileError as exc:
         if as_json:
             typer.echo(json.dumps({"error": str(exc)}))
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     if rejects is not None:
         write_problems(report.problems, rejects)

@@ -34,6 +34,7 @@ def _register_all() -> None:
         "simulation.cli",
         "training.cli",
         "serving.cli",
+        "serving.batch_cli",
         "eih.ops_cli",
     ):
         try:

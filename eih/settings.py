@@ -26,9 +26,15 @@ def tracking_uri() -> str:
     return f"sqlite:///{store_dir() / 'mlflow.db'}"
 
 
-def artifact_root() -> str:
-    """Artifact location for experiments created by this project on the local store."""
-    return (store_dir() / "artifacts").as_uri()
+def _sqlite_path(uri: str) -> Path | None:
+    return Path(uri[len("sqlite:///") :]) if uri.startswith("sqlite:///") else None
+
+
+def artifact_root(uri: str | None = None) -> str | None:
+    """Artifact location for new experiments on a local SQLite store: `artifacts/` next
+    to the database (None on a server, which decides for itself)."""
+    db = _sqlite_path(uri or tracking_uri())
+    return (db.parent / "artifacts").resolve().as_uri() if db is not None else None
 
 
 def champion_uri(name: str = DEFAULT_REGISTERED_MODEL) -> str:
@@ -40,8 +46,9 @@ def configure_mlflow() -> str:
     import mlflow
 
     uri = tracking_uri()
-    if uri.startswith("sqlite:///") and "MLFLOW_TRACKING_URI" not in os.environ:
-        store_dir().mkdir(parents=True, exist_ok=True)
+    db = _sqlite_path(uri)
+    if db is not None:
+        db.parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return uri
@@ -54,7 +61,5 @@ def get_or_create_experiment(name: str) -> str:
     exp = mlflow.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
-    kwargs = {}
-    if "MLFLOW_TRACKING_URI" not in os.environ:
-        kwargs["artifact_location"] = artifact_root()
-    return mlflow.create_experiment(name, **kwargs)
+    root = artifact_root(mlflow.get_tracking_uri())
+    return mlflow.create_experiment(name, artifact_location=root) if root else mlflow.create_experiment(name)

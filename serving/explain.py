@@ -1,0 +1,140 @@
+"""From exact contributions to what a clinician reads: the top fields and a sentence each.
+
+The model has one margin per outcome and softmax is unchanged by adding the same
+number to every margin, so a field's effect on the probabilities is its contribution
+to each margin minus the mean over the three margins ("centered"). A field pushes
+toward the outcome whose centered contribution is largest, by that amount (log-odds
+units relative to the other outcomes). Used by the HTTP service and the batch scorer.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from data_contracts.fields import BY_NAME, RESPONSES
+
+TOWARD_PHRASE = {
+    "hypoalgesia": "favours hypoalgesia (less pain sensitivity after exercise)",
+    "no_change": "points toward no change in pain sensitivity",
+    "hyperalgesia": "raises the risk of hyperalgesia (more pain sensitivity after exercise)",
+}
+
+LABELS = {
+    "age_years": "Age",
+    "sex": "Sex",
+    "bmi_kg_m2": "BMI",
+    "pain_condition": "Pain condition",
+    "pain_mechanism": "Pain mechanism",
+    "pain_duration_months": "Pain duration",
+    "pain_intensity_nrs": "Average pain",
+    "csi_score": "Central Sensitization Inventory",
+    "paindetect_score": "painDETECT",
+    "ppt_baseline_kpa": "Baseline pressure pain threshold",
+    "cpm_pct": "CPM",
+    "temporal_summation_nrs": "Temporal summation",
+    "pcs_total": "Pain catastrophizing (PCS)",
+    "tsk17_total": "Kinesiophobia (TSK-17)",
+    "pseq_total": "Pain self-efficacy (PSEQ)",
+    "hads_anxiety": "HADS anxiety",
+    "hads_depression": "HADS depression",
+    "expected_pain_change_nrs": "Expected pain change",
+    "bdnf_ng_ml": "BDNF",
+    "bdnf_matrix": "BDNF sample matrix",
+    "lactate_mmol_l": "Post-exercise lactate",
+    "il6_pg_ml": "IL-6",
+    "exercise_modality": "Exercise modality",
+    "exercise_intensity_pct": "Exercise intensity",
+    "exercise_duration_min": "Exercise duration",
+}
+
+UNITS = {"cpm_pct": " %", "exercise_intensity_pct": " %", "exercise_duration_min": " min", "pain_duration_months": " months",
+         "age_years": " years", "ppt_baseline_kpa": " kPa", "bdnf_ng_ml": " ng/mL", "lactate_mmol_l": " mmol/L",
+         "il6_pg_ml": " pg/mL", "bmi_kg_m2": " kg/m²", "pain_intensity_nrs": "/10"}
+
+
+def _band(field: str, v: float, record: dict) -> str | None:
+    """Clinical reading of a value, from the published scale anchors (domain.md)."""
+    if field == "cpm_pct":
+        return "impaired inhibition" if v < 0 else ("weak inhibition" if v < 10 else "efficient inhibition")
+    if field == "pcs_total":
+        return "clinically relevant catastrophizing" if v > 30 else "below the clinical threshold of 30"
+    if field == "tsk17_total":
+        return "high fear of movement" if v > 37 else "low to moderate fear of movement"
+    if field == "pseq_total":
+        return "severely low self-efficacy" if v < 20 else ("moderate self-efficacy" if v < 40 else "high self-efficacy")
+    if field in ("hads_anxiety", "hads_depression"):
+        return "possible case" if v >= 8 else "below the case threshold"
+    if field == "csi_score":
+        return "suggests central sensitization" if v >= 40 else "below the sensitization threshold"
+    if field == "paindetect_score":
+        return "neuropathic component likely" if v >= 19 else ("unclear" if v >= 13 else "neuropathic component unlikely")
+    if field == "expected_pain_change_nrs":
+        return "expects relief" if v < 0 else ("expects more pain" if v > 0 else "expects no change")
+    if field == "temporal_summation_nrs":
+        return "enhanced wind-up" if v >= 2 else "little wind-up"
+    if field == "exercise_intensity_pct":
+        modality = record.get("exercise_modality")
+        if modality in ("aerobic", "hiit", "mind_body") and v < 50:
+            return "below the ~50 % threshold for aerobic EIH"
+        return "high intensity" if v >= 80 else "moderate intensity"
+    if field == "exercise_duration_min":
+        return "shorter than ~10 minutes" if v < 10 else ("20-45 minutes" if 20 <= v <= 45 else None)
+    return None
+
+
+def format_value(field: str, value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "not measured"
+    if BY_NAME[field].kind == "number":
+        return f"{float(value):g}{UNITS.get(field, '')}"
+    return str(value).replace("_", " ")
+
+
+def statement(field: str, value, toward: str, record: dict | None = None) -> str:
+    """One sentence, e.g. "CPM of -8 % (impaired inhibition) raises the risk of hyperalgesia ..."."""
+    label = LABELS.get(field, field)
+    phrase = TOWARD_PHRASE[toward]
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return f"{label} not measured: the model's handling of the missing value {phrase}"
+    text = f"{label} of {format_value(field, value)}"
+    if BY_NAME[field].kind == "number":
+        band = _band(field, float(value), record or {})
+        if band:
+            text += f" ({band})"
+    return f"{text} {phrase}"
+
+
+def centered(contributions: np.ndarray) -> np.ndarray:
+    """(n, K, F) contributions minus their mean over outputs (softmax-relevant part)."""
+    if contributions.shape[1] == 1:
+        return contributions
+    return contributions - contributions.mean(axis=1, keepdims=True)
+
+
+def top_fields(contributions: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row the k fields with the largest effect: (field index, contribution, toward index), each (n, k)."""
+    c = centered(contributions)
+    toward = c.argmax(axis=1)  # (n, F)
+    strength = np.take_along_axis(c, toward[:, None, :], axis=1)[:, 0, :]  # (n, F)
+    k = min(k, strength.shape[1])
+    idx = np.argsort(-strength, axis=1, kind="stable")[:, :k]
+    return idx, np.take_along_axis(strength, idx, axis=1), np.take_along_axis(toward, idx, axis=1)
+
+
+def top_contributions(records: list[dict], fields: tuple[str, ...], contributions: np.ndarray, k: int = 5,
+                      outputs: tuple[str, ...] = RESPONSES) -> list[list[dict]]:
+    """The API's `top_contributions` for each record (values as given)."""
+    idx, val, tow = top_fields(contributions, k)
+    out = []
+    for i, rec in enumerate(records):
+        items = []
+        for j in range(idx.shape[1]):
+            f = fields[idx[i, j]]
+            toward = outputs[tow[i, j]]
+            v = rec.get(f)
+            items.append({"field": f, "value": v, "contribution": round(float(val[i, j]), 6), "toward": toward,
+                          "statement": statement(f, v, toward, rec)})
+        out.append(items)
+    return out
