@@ -139,6 +139,7 @@ def _range_problem(f: Field, values: pd.Series) -> pd.Series:
 def _translate(failures: pd.DataFrame, data: pd.DataFrame) -> pd.DataFrame:
     """pandera failure cases -> (pos, field, problem) without quoting values."""
     parts = []
+    cross_parts = []  # after the field's own checks: the per-field problem (and unit hint) wins
     fc = failures[failures["index"].notna()]
     for (column, check), grp in fc.groupby(["column", "check"], sort=False, dropna=False):
         pos = grp["index"].astype("int64").to_numpy()
@@ -146,7 +147,7 @@ def _translate(failures: pd.DataFrame, data: pd.DataFrame) -> pd.DataFrame:
         if check.startswith("cross:"):
             rule = CROSS_BY_NAME[check.split(":", 1)[1]]
             f = BY_NAME[rule.field]
-            parts.append(_frame(pos, f.name, f"violates a cross-field rule; rule: {rule.text}"))
+            cross_parts.append(_frame(pos, f.name, f"violates a cross-field rule; rule: {rule.text}"))
             continue
         f = BY_NAME.get(str(column))
         if f is None:
@@ -165,6 +166,7 @@ def _translate(failures: pd.DataFrame, data: pd.DataFrame) -> pd.DataFrame:
             parts.append(_frame(pos, f.name, "duplicated subject_id: every copy is rejected; rule: subject_id is unique within a file"))
         else:  # pragma: no cover - a check we did not anticipate still blames its field
             parts.append(_frame(pos, f.name, _problem(f, "failed a contract check")))
+    parts += cross_parts
     return pd.concat(parts, ignore_index=True) if parts else _frame(np.array([], dtype="int64"), "", "")
 
 

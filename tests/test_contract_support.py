@@ -97,6 +97,21 @@ def problem_text(report, field: str, row: int = 1) -> str:
     return texts[0]
 
 
+class Batch:
+    """Many independent single-record cases validated in one frame (one row each, unique
+    subject ids), so a parametrised test costs one validation per module, not per case."""
+
+    def __init__(self, cases: dict):
+        self.keys = list(cases)
+        recs = [{**cases[k], "subject_id": f"B{i}"} for i, k in enumerate(self.keys)]
+        self.report = validate_frame(frame(*recs))
+        self.row = {k: i + 1 for i, k in enumerate(self.keys)}
+
+    def __getitem__(self, key) -> tuple:
+        """(report, 1-based row) of one case."""
+        return self.report, self.row[key]
+
+
 def valid_frame(n: int, seed: int = 0, missing_rate: float = 0.2, boundary_rate: float = 0.02) -> pd.DataFrame:
     """`n` valid rows of contract 1.0, vectorised, from FIELDS: numbers uniform in range
     (a few exactly at the inclusive bounds), optional values missing at `missing_rate`,
@@ -144,6 +159,13 @@ def valid_frame(n: int, seed: int = 0, missing_rate: float = 0.2, boundary_rate:
 
 
 # --- the helpers themselves -------------------------------------------------------------
+
+
+def test_batch_keeps_cases_apart():
+    batch = Batch({"ok": base_record(), "bad": record_with("sex", "x"), "ok2": base_record()})
+    report, row = batch["bad"]
+    assert row == 2 and problem_fields(report, 2) == {"sex"}
+    assert report.n_valid == 2 and list(report.rejected_rows) == [2]
 
 
 def test_base_record_is_valid():

@@ -32,7 +32,7 @@ def _sites(df: pd.DataFrame) -> np.ndarray | None:
     return s.astype(str).to_numpy()
 
 
-def test_split(df: pd.DataFrame, y: np.ndarray, test_fraction: float, seed: int) -> Split:
+def holdout_split(df: pd.DataFrame, y: np.ndarray, test_fraction: float, seed: int) -> Split:
     idx = np.arange(len(df))
     sites = _sites(df)
     if sites is not None and pd.Series(sites).nunique() >= 3:

@@ -27,7 +27,7 @@ from features.reference import build_reference, numeric_reference
 from training import baselines, metrics, plots, tune
 from training.config import TrainConfig
 from training.model_card import model_card
-from training.split import cv_folds, test_split
+from training.split import cv_folds, holdout_split
 
 ROOT = Path(__file__).resolve().parent.parent
 PYFUNC_CODE = ROOT / "serving" / "pyfunc_model.py"
@@ -165,7 +165,7 @@ def train(
             raise TrainingDataError("the oracle file does not cover every training row (join on subject_id)")
         oracle_P = odf[cols].to_numpy(dtype="float64")
 
-    split = test_split(df, y, cfg.test_fraction, seed)
+    split = holdout_split(df, y, cfg.test_fraction, seed)
     tr, te = split.train_idx, split.test_idx
     feats = ContractFeatures().fit(df)
     X = feats.transform(df)
