@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import typer
 
+from eih.settings import apply_privacy_env
+
+apply_privacy_env()
+
 app = typer.Typer(
     name="eih",
     help=(

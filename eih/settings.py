@@ -63,3 +63,19 @@ def get_or_create_experiment(name: str) -> str:
         return exp.experiment_id
     root = artifact_root(mlflow.get_tracking_uri())
     return mlflow.create_experiment(name, artifact_location=root) if root else mlflow.create_experiment(name)
+
+
+PRIVACY_ENV = {
+    # health data: no usage telemetry from MLflow or BentoML, ever
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DO_NOT_TRACK": "true",
+    "BENTOML_DO_NOT_TRACK": "true",
+    # no per-file download bars in logs
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+}
+
+
+def apply_privacy_env() -> None:
+    """Set the privacy defaults (telemetry off) for this process and its children."""
+    for key, value in PRIVACY_ENV.items():
+        os.environ.setdefault(key, value)

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from eih.settings import apply_privacy_env
+
+apply_privacy_env()
+
 
 @pytest.fixture
 def cli_runner():

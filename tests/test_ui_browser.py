@@ -1,0 +1,145 @@
+"""The MLflow UI as a data scientist sees it, in headless Chromium (Debian's chromium +
+chromium-driver, driven by Selenium; no browser download at test time).
+
+Starts `eih ui` on 127.0.0.1 against the session's trained-model store, finds the
+eih-responder experiment, opens the latest training run, sees its test_log_loss metric
+and the model card artifact, and checks the champion alias on the model page.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def ui_server(trained_model, tmp_path_factory):
+    port = _free_port()
+    log = tmp_path_factory.mktemp("ui") / "ui.log"
+    env = dict(os.environ, MLFLOW_TRACKING_URI=trained_model.store.tracking_uri)
+    with open(log, "w") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "eih.cli", "ui", "--port", str(port)], stdout=fh,
+                                stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError("eih ui did not start:\n" + Path(log).read_text()[-2000:])
+            time.sleep(0.5)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+        pytest.fail("Debian chromium and chromium-driver are required (.ci/run installs them)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+                f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}", "--window-size=1400,1000"):
+        opts.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    driver.implicitly_wait(2)
+    yield driver
+    driver.quit()
+
+
+def _wait_for(driver, predicate, timeout=30.0, what="element"):
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        try:
+            result = predicate()
+            if result:
+                return result
+        except Exception as exc:  # noqa: BLE001 - the SPA re-renders while we look
+            last = exc
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what} ({last})")
+
+
+def _click(driver, el):
+    driver.execute_script("arguments[0].click()", el)  # popovers may cover the element
+
+
+def test_data_scientist_finds_run_metric_model_card_and_champion(ui_server, browser, trained_model):
+    from selenium.webdriver.common.by import By
+
+    run_id = trained_model.result.run_id
+    browser.get(ui_server + "/")
+    toggle = _wait_for(browser, lambda: browser.find_elements(By.XPATH, "//*[normalize-space(text())='Model training']"),
+                       what="the Model training switch")
+    _click(browser, toggle[0])
+    exp_link = _wait_for(browser, lambda: browser.find_elements(By.LINK_TEXT, "eih-responder"), what="the experiment")
+    _click(browser, exp_link[0])
+
+    # the runs table: the latest training run comes first (sorted by start time, newest first)
+    runs = _wait_for(browser, lambda: browser.find_elements(By.PARTIAL_LINK_TEXT, "train-"), what="training runs")
+    hrefs = [r.get_attribute("href") for r in runs]
+    assert any(h.endswith(run_id) for h in hrefs), hrefs
+    latest = next(r for r in runs if r.get_attribute("href").endswith(run_id))
+    _click(browser, latest)
+    _wait_for(browser, lambda: run_id in browser.current_url, what="the run page")
+
+    # its metrics (Model metrics tab lists every metric by name)
+    tab = _wait_for(browser, lambda: browser.find_elements(By.XPATH, "//*[normalize-space(text())='Model metrics']"),
+                    what="the metrics tab")
+    _click(browser, tab[0])
+    _wait_for(browser, lambda: "test_log_loss" in browser.find_element(By.TAG_NAME, "body").text, what="test_log_loss")
+
+    # the model card artifact
+    tab = _wait_for(browser, lambda: browser.find_elements(By.XPATH, "//*[normalize-space(text())='Artifacts']"),
+                    what="the artifacts tab")
+    _click(browser, tab[0])
+    folder = _wait_for(browser, lambda: browser.find_elements(By.XPATH, "//*[normalize-space(text())='report']"),
+                       what="the report folder")
+    _click(browser, folder[0])
+    card = _wait_for(browser, lambda: browser.find_elements(By.XPATH, "//*[normalize-space(text())='model_card.md']"),
+                     what="model_card.md")
+    _click(browser, card[0])
+    _wait_for(browser, lambda: "Intended use" in browser.find_element(By.TAG_NAME, "body").text,
+              what="the model card's text")
+    browser.save_screenshot(str(Path(trained_model.store.dir) / "ui_run.png"))
+
+    # the registered model page shows the champion alias on the promoted version
+    browser.get(ui_server + "/#/models/eih-responder")
+    _wait_for(browser, lambda: "champion" in browser.find_element(By.TAG_NAME, "body").text, what="the champion alias")
+    body = browser.find_element(By.TAG_NAME, "body").text
+    assert f"Version {trained_model.result.model_version}" in body or f"v{trained_model.result.model_version}" in body
