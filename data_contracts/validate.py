@@ -18,6 +18,7 @@ from data_contracts.fields import BY_NAME, CATEGORICAL, FIELDS, KNOWN_COLUMNS, N
 from data_contracts.schema import CROSS_BY_NAME, ID_PATTERN, SCHEMA
 
 PROBLEM_COLUMNS = ["subject_id", "row", "field", "problem"]
+DUPLICATE_ID_PROBLEM = "duplicated subject_id: every copy is rejected; rule: subject_id is unique within a file"
 
 
 class ContractFileError(ValueError):
@@ -106,7 +107,7 @@ def _coerce(df: pd.DataFrame) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
         else:
             if not (isinstance(col.dtype, pd.CategoricalDtype) or pd.api.types.is_string_dtype(col)):
                 col = col.astype("string")
-            col = col.astype("str" if f.kind == "string" else "object")
+            col = col.astype("str")  # categories too: str (arrow) is far faster to check than object
             col = col.mask(col.isin(["", "nan", "None", "<NA>"]) | col.isna())
         out[name] = col
     return pd.DataFrame(out, index=df.index), problems
@@ -163,19 +164,32 @@ def _translate(failures: pd.DataFrame, data: pd.DataFrame) -> pd.DataFrame:
         elif check == "not_nullable":
             parts.append(_frame(pos, f.name, _problem(f, "required value is missing")))
         elif check == "field_uniqueness":
-            parts.append(_frame(pos, f.name, "duplicated subject_id: every copy is rejected; rule: subject_id is unique within a file"))
+            parts.append(_frame(pos, f.name, DUPLICATE_ID_PROBLEM))
         else:  # pragma: no cover - a check we did not anticipate still blames its field
             parts.append(_frame(pos, f.name, _problem(f, "failed a contract check")))
     parts += cross_parts
     return pd.concat(parts, ignore_index=True) if parts else _frame(np.array([], dtype="int64"), "", "")
 
 
-def validate_frame(df: pd.DataFrame, *, row_offset: int = 0) -> ValidationReport:
+def subject_ids(col: pd.Series) -> pd.Series:
+    """subject_id values exactly as `validate_frame` sees them (str, missing as NA).
+
+    For a first pass over the id column of a large file (see `duplicate_ids`)."""
+    data, _ = _coerce(pd.DataFrame({"subject_id": col}))
+    return data["subject_id"]
+
+
+def validate_frame(df: pd.DataFrame, *, row_offset: int = 0, duplicate_ids=None) -> ValidationReport:
     """Validate one cohort frame (or one chunk of a file).
 
     `row_offset` is the number of data rows before this chunk in its file, so `row`
     stays the 1-based data row of the input file. Unknown columns are reported and
     dropped; a missing required column raises ContractFileError.
+
+    `duplicate_ids` (optional): subject_ids known to occur more than once in the whole
+    file (values as `subject_ids` returns them). When a file is validated chunk by
+    chunk, every copy of such an id is rejected in every chunk with the same problem as
+    a duplicate within one frame, so chunked and whole-file validation agree.
     """
     missing = missing_required(df.columns)
     if missing:
@@ -186,20 +200,28 @@ def validate_frame(df: pd.DataFrame, *, row_offset: int = 0) -> ValidationReport
     data, coerce_problems = _coerce(data)
 
     try:
-        SCHEMA.validate(data, lazy=True)
+        SCHEMA.validate(data, lazy=True, inplace=True)  # nothing is coerced: no need for a copy
         schema_problems = _frame(np.array([], dtype="int64"), "", "")
     except pa.errors.SchemaErrors as exc:
         schema_problems = _translate(exc.failure_cases, data)
 
-    problems = pd.concat([*coerce_problems, schema_problems], ignore_index=True)
+    known_dups = []
+    if duplicate_ids is not None and len(duplicate_ids):
+        # before the schema's problems: like pandera's own uniqueness check, the duplicate
+        # wins over an id-pattern problem of the same row (missing ids never match)
+        known = duplicate_ids if isinstance(duplicate_ids, pd.Index) else pd.Index(list(duplicate_ids), dtype=object)
+        hit = data["subject_id"].isin(known.dropna()).to_numpy(dtype=bool)
+        if hit.any():
+            known_dups.append(_frame(np.flatnonzero(hit), "subject_id", DUPLICATE_ID_PROBLEM))
+    problems = pd.concat([*coerce_problems, *known_dups, schema_problems], ignore_index=True)
     # a value that was not a number also shows as missing: keep the first problem per field
     problems = problems.drop_duplicates(subset=["pos", "field"], keep="first")
     problems = problems.sort_values(["pos", "field"], kind="stable").reset_index(drop=True)
 
-    ids = data["subject_id"]
-    ok_id = ids.notna() & ids.astype("string").str.fullmatch(ID_PATTERN).fillna(False).astype(bool)
     pos = problems["pos"].to_numpy()
-    sid = ids.where(ok_id, "").fillna("").to_numpy()[pos] if len(pos) else np.array([], dtype=object)
+    ids = data["subject_id"].iloc[pos]  # only the rejected rows' ids are ever shown
+    ok_id = ids.notna() & ids.astype("string").str.fullmatch(ID_PATTERN).fillna(False).astype(bool)
+    sid = ids.where(ok_id, "").fillna("").to_numpy() if len(pos) else np.array([], dtype=object)
     problems_out = pd.DataFrame(
         {
             "subject_id": pd.Series(sid, dtype="str"),
@@ -216,9 +238,20 @@ def validate_frame(df: pd.DataFrame, *, row_offset: int = 0) -> ValidationReport
     return ValidationReport(n_rows=n, valid=valid, problems=problems_out, unknown_columns=unknown, row_offset=row_offset)
 
 
+def _categorical(col: pd.Series, categories: list[str]) -> pd.Categorical:
+    """`pd.Categorical(col, categories=categories)` (values outside them become missing),
+    but matching only the few distinct values: arrow strings are not turned into a
+    million Python objects first."""
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        return pd.Categorical(col, categories=categories)
+    codes, uniques = pd.factorize(col)
+    lookup = np.append(pd.Index(categories).get_indexer(pd.Index(uniques, dtype=object)), -1)
+    return pd.Categorical.from_codes(lookup[codes], categories=categories)
+
+
 def typed(df: pd.DataFrame) -> pd.DataFrame:
     """Contract dtypes: float64 numbers, categoricals with the contract's categories, str ids."""
-    out = df.copy()
+    out = df.copy(deep=False)  # copy-on-write: columns are replaced below, never written into
     for name in out.columns:
         f = BY_NAME.get(name)
         if f is None:
@@ -226,7 +259,7 @@ def typed(df: pd.DataFrame) -> pd.DataFrame:
         if f.kind == "number":
             out[name] = out[name].astype("float64")
         elif f.kind == "category":
-            out[name] = pd.Categorical(out[name], categories=list(f.categories))
+            out[name] = _categorical(out[name], list(f.categories))
         else:
             out[name] = out[name].astype("str").where(out[name].notna(), None) if out[name].isna().any() else out[name].astype("str")
     for name in CATEGORICAL + NUMERIC:
@@ -240,9 +273,11 @@ def typed(df: pd.DataFrame) -> pd.DataFrame:
 
 __all__ = [
     "ContractFileError",
+    "DUPLICATE_ID_PROBLEM",
     "PROBLEM_COLUMNS",
     "ValidationReport",
     "missing_required",
+    "subject_ids",
     "typed",
     "validate_frame",
 ]

@@ -158,7 +158,7 @@ def calibration_report(df: pd.DataFrame, seed: int = REPORT_SEED) -> dict:
     # 9: variance explained
     r2_all = _r2(c.eih, c.pred.mean())
     person = _person_alone(c)
-    worst = max(person["within_condition"].items(), key=lambda kv: kv[1])
+    worst = max(person["within_condition"].items(), key=lambda kv: kv[1], default=("too few rows", float("nan")))
     add("9a", "EIH variance explained by the person alone, protocol fixed (R², within condition)", "< 0.20 (Toomey 2025)",
         "< 0.20", f"max {_fmt(worst[1], 3)} ({worst[0]}); whole cohort {_fmt(person['pooled_max'], 3)}",
         worst[1] < 0.20, "virtual crossover, exact", worst[1])
@@ -219,7 +219,8 @@ def calibration_report(df: pd.DataFrame, seed: int = REPORT_SEED) -> dict:
 
 
 def _r2(y: np.ndarray, m: np.ndarray) -> float:
-    return float(1.0 - np.sum((y - m) ** 2) / np.sum((y - y.mean()) ** 2))
+    ss = np.sum((y - y.mean()) ** 2)
+    return float(1.0 - np.sum((y - m) ** 2) / ss) if len(y) > 2 and ss > 0 else float("nan")
 
 
 def _person_alone(c: _Cohort) -> dict:
@@ -232,7 +233,7 @@ def _person_alone(c: _Cohort) -> dict:
     for modality, (inten, dur) in P.REFERENCE_PROTOCOLS.items():
         p0 = c.at(modality, inten, dur)
         m, v = p0.mean(), p0.var()
-        pooled[modality] = float(np.var(m) / (np.var(m) + np.mean(v)))
+        pooled[modality] = float(np.var(m) / (np.var(m) + np.mean(v))) if len(m) > 1 else float("nan")
         for k, cond in enumerate(M.COND):
             sel = c.x.cond == k
             if sel.sum() < 30:
@@ -240,7 +241,7 @@ def _person_alone(c: _Cohort) -> dict:
             r2 = float(np.var(m[sel]) / (np.var(m[sel]) + np.mean(v[sel])))
             key = f"{cond} @ {modality}"
             within[key] = r2
-    return {"within_condition": within, "pooled": pooled, "pooled_max": max(pooled.values())}
+    return {"within_condition": within, "pooled": pooled, "pooled_max": float(np.max(list(pooled.values())))}
 
 
 def _bdnf_acute_g(z: np.ndarray, rng: np.random.Generator) -> float:

@@ -77,9 +77,9 @@ SIGMA_F = np.array([[_sd1**2, P.F_CORR * _sd1 * _sd2], [P.F_CORR * _sd1 * _sd2, 
 SIGMA_F_INV = np.linalg.inv(SIGMA_F)
 CHOL_F = np.linalg.cholesky(SIGMA_F)
 
-# Regression-to-the-mean share of the baseline PPT's measurement error (see README)
-_total_log_var = PPT_LOG_SD**2 + 0.25 * np.log(P.PPT_MALE_FACTOR) ** 2
-RTM_K = PPT_SEM**2 / _total_log_var  # by condition
+# Share of the baseline PPT's variance (log scale, within condition and sex) that is
+# measurement error: the regression-to-the-mean coefficient (see README)
+RTM_K = PPT_SEM**2 / PPT_LOG_SD**2  # by condition
 SIGMA_MEAS = 100.0 * PPT_SEM * np.sqrt(2.0 - RTM_K)  # eih_pct SD from the two PPT readings
 
 
@@ -111,6 +111,14 @@ class Required:
         )
 
 
+def mm(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """A (n, j) @ B (j, k) for a tiny inner dimension j (numpy's matmul is slow there)."""
+    out = A[:, 0:1] * B[0]
+    for i in range(1, B.shape[0]):
+        out += A[:, i : i + 1] * B[i]
+    return out
+
+
 def _z(x: np.ndarray, key: str) -> np.ndarray:
     m, s = P.STD[key]
     return (x - m) / s
@@ -136,7 +144,7 @@ def factor_means(x: Required) -> np.ndarray:
         + c["ppt_dev"] * ppt_dev(x)
     )
     c2 = P.F2_COEF
-    mu2 = F2_COND[x.cond] + c2["pcs"] * _z(x.pcs, "pcs") + c2["tsk"] * _z(x.tsk, "tsk") + c2["pseq"] * _z(x.pseq, "pseq")
+    mu2 = F2_COND[x.cond] + c2["pcs"] * _z(x.pcs, "pcs") + c2["tsk"] * _z(x.tsk, "tsk")
     return np.stack([mu1, mu2], axis=1)
 
 
@@ -276,7 +284,7 @@ def to_latent(V: np.ndarray, matrix: np.ndarray, lac_shift: np.ndarray) -> np.nd
     """Reported values (n, K, NaN = missing) -> latent z (NaN where missing).
 
     A BDNF value without a matrix counts as missing (the contract requires the matrix)."""
-    Z = np.full_like(V, np.nan)
+    Z = np.empty_like(V)
     with np.errstate(invalid="ignore", divide="ignore"):
         for name, k in IDX.items():
             v = V[:, k]

@@ -11,7 +11,7 @@ nothing is estimated by resampling.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import pandas as pd
@@ -65,6 +65,13 @@ class Observed:
     matrix: np.ndarray  # BDNF matrix code, -1 = missing
     values: np.ndarray  # (n, K) optional numeric values, NaN = missing
 
+    def __len__(self) -> int:
+        return len(self.mech)
+
+    def rows(self, start: int, stop: int) -> "Observed":
+        x = M.Required(**{f.name: getattr(self.x, f.name)[start:stop] for f in fields(M.Required)})
+        return Observed(x=x, mech=self.mech[start:stop], matrix=self.matrix[start:stop], values=self.values[start:stop])
+
 
 def observed_from_frame(df: pd.DataFrame) -> Observed:
     """Parse a contract frame. Raises ValueError naming a required field that is missing."""
@@ -110,12 +117,19 @@ class Predictive:
     def class_probabilities(self, threshold_pct: float = DEFAULT_THRESHOLD_PCT) -> np.ndarray:
         if not threshold_pct > 0:
             raise ValueError("threshold_pct must be a positive percentage")
-        sd = self.sd[:, None]
-        hypo = ndtr((self.means - threshold_pct) / sd)
-        hyper = ndtr((-threshold_pct - self.means) / sd)
-        out = np.empty((len(self.sd), 3))
-        out[:, 0] = (self.weights * hypo).sum(axis=1)
-        out[:, 2] = (self.weights * hyper).sum(axis=1)
+        n = len(self.sd)
+        out = np.empty((n, 3))
+        # rows whose mechanism is known (or implied) have one component: no mixture sum
+        top = self.weights.argmax(axis=1)
+        single = self.weights[np.arange(n), top] == 1.0
+        mean1 = self.means[np.arange(n), top]
+        out[:, 0] = ndtr((mean1 - threshold_pct) / self.sd)
+        out[:, 2] = ndtr((-threshold_pct - mean1) / self.sd)
+        multi = ~single
+        if multi.any():
+            w, mu, sd = self.weights[multi], self.means[multi], self.sd[multi, None]
+            out[multi, 0] = (w * ndtr((mu - threshold_pct) / sd)).sum(axis=1)
+            out[multi, 2] = (w * ndtr((-threshold_pct - mu) / sd)).sum(axis=1)
         out[:, 1] = np.clip(1.0 - out[:, 0] - out[:, 2], 0.0, 1.0)
         return out / out.sum(axis=1, keepdims=True)
 
@@ -128,14 +142,15 @@ class Predictive:
         return mean + self.sd * rng.standard_normal(len(self.sd))
 
 
-def predictive(obs: Observed, *, latent: np.ndarray | None = None) -> Predictive:
+def predictive(obs: Observed, *, latent: np.ndarray | None = None, terms: M.Outcome | None = None) -> Predictive:
     """Exact predictive distribution of eih_pct given what `obs` records.
 
-    `latent` (optional): the optional fields' latent z (NaN = missing), if already known.
+    `latent` (optional): the optional fields' latent z (NaN = missing), if already known;
+    `terms`: `model.outcome_terms(obs.x)`, if already computed.
     """
     x = obs.x
     n = len(x)
-    out = M.outcome_terms(x)
+    out = M.outcome_terms(x) if terms is None else terms
     Z = M.to_latent(obs.values, obs.matrix, out.lac_shift) if latent is None else latent
     seen = ~np.isnan(Z)
     O = seen.astype("float64")
@@ -172,35 +187,50 @@ def predictive(obs: Observed, *, latent: np.ndarray | None = None) -> Predictive
         + np.where(miss_l, out.beta_lac * c[:, l], out.beta_lac * Zf[:, l])
     )
 
-    # residuals of the observed indicators for mechanism 'none'
-    R = (Zf - c - muF @ M.LOAD.T) * O
+    # residuals of the observed indicators for mechanism 'none'; a mechanism m shifts
+    # them by O * shift_m, so its sufficient statistics are matrix-vector products
+    R = (Zf - c - M.mm(muF, M.LOAD.T)) * O
+    q1, q2 = R @ lw[:, 0], R @ lw[:, 1]
     n_mech = len(M.MECH)
     means = np.empty((n, n_mech))
     logw = np.empty((n, n_mech))
     mech_seen = obs.mech >= 0
-    prior = M.MECH_PRIOR[x.cond]
-    need_ll = ~mech_seen & ((prior > 0).sum(axis=1) > 1)
+    with np.errstate(divide="ignore"):
+        logprior = np.log(M.MECH_PRIOR[x.cond])
     for m in range(n_mech):
         shift = M.LOAD[:, 0] * M.F1_MECH[m]
         shift[M.I_PD] += M.PD_MECH[m]
-        Rm = R - O * shift
-        q1 = Rm @ lw[:, 0]
-        q2 = Rm @ lw[:, 1]
-        mF1 = muF[:, 0] + M.F1_MECH[m] + V11 * q1 + V12 * q2
-        mF2 = muF[:, 1] + V12 * q1 + V22 * q2
+        if np.any(shift):
+            q1m = q1 - O @ (shift * lw[:, 0])
+            q2m = q2 - O @ (shift * lw[:, 1])
+            # sum_k O_k (R_k - shift_k)^2 / psi_k^2, less the part common to every m
+            quad = -2.0 * (R @ (shift * inv_psi2)) + O @ (shift**2 * inv_psi2)
+        else:
+            q1m, q2m, quad = q1, q2, 0.0
+        mF1 = muF[:, 0] + M.F1_MECH[m] + V11 * q1m + V12 * q2m
+        mF2 = muF[:, 1] + V12 * q1m + V22 * q2m
         means[:, m] = const + w1 * mF1 + w2 * mF2
-        with np.errstate(divide="ignore"):
-            lp = np.where(mech_seen, np.where(obs.mech == m, 0.0, -np.inf), np.log(prior[:, m]))
-        ll = np.zeros(n)
-        if need_ll.any():
-            quad = (Rm[need_ll] ** 2) @ inv_psi2
-            qVq = V11[need_ll] * q1[need_ll] ** 2 + 2 * V12[need_ll] * q1[need_ll] * q2[need_ll] + V22[need_ll] * q2[need_ll] ** 2
-            ll[need_ll] = -0.5 * (quad - qVq)
-        logw[:, m] = lp + ll
+        qVq = V11 * q1m * q1m + 2.0 * V12 * q1m * q2m + V22 * q2m * q2m
+        ll = -0.5 * (quad - qVq)
+        logw[:, m] = np.where(mech_seen, np.where(obs.mech == m, 0.0, -np.inf), logprior[:, m] + ll)
     logw -= logw.max(axis=1, keepdims=True)
     wts = np.exp(logw)
     wts /= wts.sum(axis=1, keepdims=True)
     return Predictive(weights=wts, means=means, sd=np.sqrt(var))
+
+
+BLOCK = 8192
+"""Rows per block of the oracle (bounded memory; the result does not depend on it)."""
+
+
+def class_probabilities(obs: Observed, threshold_pct: float = DEFAULT_THRESHOLD_PCT) -> np.ndarray:
+    """Exact class probabilities (n, 3) of everything `obs` records, block by block."""
+    n = len(obs)
+    out = np.empty((n, 3))
+    for start in range(0, n, BLOCK):
+        stop = min(start + BLOCK, n)
+        out[start:stop] = predictive(obs.rows(start, stop)).class_probabilities(threshold_pct)
+    return out
 
 
 def oracle_probabilities(df: pd.DataFrame, threshold_pct: float = DEFAULT_THRESHOLD_PCT) -> np.ndarray:
@@ -209,7 +239,9 @@ def oracle_probabilities(df: pd.DataFrame, threshold_pct: float = DEFAULT_THRESH
     Works for any contract-valid predictor frame (missing optional fields as NaN/None or
     absent columns). Columns in RESPONSES order; rows sum to 1.
     """
-    return predictive(observed_from_frame(df)).class_probabilities(threshold_pct)
+    if not threshold_pct > 0:
+        raise ValueError("threshold_pct must be a positive percentage")
+    return class_probabilities(observed_from_frame(df), threshold_pct)
 
 
 def oracle_moments(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:

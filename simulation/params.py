@@ -192,7 +192,7 @@ F1_MECH = {"nociceptive": -0.15, "neuropathic": 0.05, "nociplastic": 0.6, "mixed
 F1_COEF = {"cpm": -0.25, "pcs": 0.12, "nrs": 0.04, "ppt_dev": -0.15}
 F2_COND = {"chronic_low_back_pain": 0.2, "knee_osteoarthritis": 0.1, "chronic_neck_pain": 0.2,
            "fibromyalgia": 0.4, "pain_free": 0.0}
-F2_COEF = {"pcs": 0.35, "tsk": 0.15, "pseq": -0.20}
+F2_COEF = {"pcs": 0.40, "tsk": 0.15}
 
 # Standardization of the required fields inside the structural equations
 STD = {"cpm": (20.0, 25.0), "age": (40.0, 15.0), "pcs": (20.0, 11.0), "tsk": (37.0, 7.0), "pseq": (35.0, 13.0)}
@@ -241,9 +241,7 @@ INDICATOR_COND = {
 }
 INDICATOR_EXTRA = {  # linear terms in the standardized required fields
     "bmi_kg_m2": {"age": 0.15},
-    "expected_pain_change_nrs": {"tsk": 0.15, "pseq": -0.10},
-    "bdnf_ng_ml": {"age": -0.10},
-    "il6_pg_ml": {"age": 0.15},
+    "expected_pain_change_nrs": {"tsk": 0.15},
 }
 PAINDETECT_MECH = {"nociceptive": -0.3, "neuropathic": 1.2, "nociplastic": 0.2, "mixed": 0.6, "none": 0.0}
 
@@ -272,7 +270,7 @@ LACTATE_RISE = {  # log-fold rise of the median at full ramp, by modality
 # --------------------------------------------------------------------------------------
 # G: EIH gain of the protocol for a responsive person (% points); H: load sensitivity
 # (% points lost per unit of sensitization S). See model.protocol_terms for the shapes.
-GAIN = {"aerobic": 14.0, "isometric": 28.0, "dynamic_resistance": 29.0, "hiit": 14.0, "mind_body": 5.0}
+GAIN = {"aerobic": 14.0, "isometric": 29.0, "dynamic_resistance": 31.0, "hiit": 14.0, "mind_body": 5.0}
 LOAD = {"aerobic": 10.0, "isometric": 10.0, "dynamic_resistance": 9.0, "hiit": 14.0, "mind_body": 0.0}
 # Extra unexplained SD for modalities without acute EIH data (wide prior, honest noise)
 PRIOR_EXTRA_SD = {"aerobic": 0.0, "isometric": 0.0, "dynamic_resistance": 0.0, "hiit": 8.0, "mind_body": 8.0}
@@ -283,7 +281,7 @@ R_COND = {"chronic_low_back_pain": 0.0, "knee_osteoarthritis": 0.0, "chronic_nec
 R_COEF = {"cpm": 0.08, "age": -0.05, "pcs": -0.03, "tsk": -0.02, "pseq": 0.02, "male": 0.0}
 R_F = (-0.06, -0.04)
 R_EXP = -0.05
-R_LACTATE = 0.04  # achieved effort above the prescription raises EIH a little (per SD)
+R_LACTATE = 0.02  # achieved effort above the prescription raises EIH a little (per SD of lactate)
 # Sensitization S = S_COEF * z(required) + S_F . F
 S_COEF = {"cpm": -0.08, "pcs": 0.04}
 S_F = (0.45, 0.10)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import string
 
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
@@ -26,8 +27,16 @@ from test_contract_support import (
 )
 
 ID_RE = r"[A-Za-z0-9._-]{1,64}"
+ID_CHARS = string.ascii_letters + string.digits + "._-"
 MAX_EXAMPLES = int(os.environ.get("CONTRACT_MAX_EXAMPLES", "60"))
-SETTINGS = settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow], phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink])
+# no target/explain phases: they add nothing to these properties and double the run time
+SETTINGS = settings(
+    max_examples=MAX_EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
+)
+SETTINGS_FEW = settings(SETTINGS, max_examples=max(1, MAX_EXAMPLES // 2))  # several records per example
 
 
 def _finite(lo=None, hi=None, **kw):
@@ -36,7 +45,8 @@ def _finite(lo=None, hi=None, **kw):
 
 def _value(f):
     if f.name == "subject_id":
-        return st.from_regex(ID_RE, fullmatch=True)
+        # "nan" / "None" match the pattern but are read as a missing value (see the report)
+        return st.from_regex(ID_RE, fullmatch=True).filter(lambda s: s not in MISSING_STRINGS)
     if f.name == "site":
         return st.text(min_size=1, max_size=64)
     if f.kind == "number":
@@ -76,9 +86,11 @@ def _bad_value(f):
     if f.kind == "category":
         return st.text(min_size=1, max_size=20).filter(lambda s: s not in f.categories and s not in MISSING_STRINGS)
     if f.name == "subject_id":
+        id_part = st.from_regex(r"[A-Za-z0-9._-]{0,30}", fullmatch=True)
+        not_id_char = st.characters(codec="utf-8", exclude_characters=ID_CHARS)
         return st.one_of(
-            st.text(min_size=1, max_size=70).filter(lambda s: re.fullmatch(ID_RE, s) is None),
-            st.from_regex(r"[A-Za-z0-9._-]{65,80}", fullmatch=True),
+            st.builds(lambda a, c, b: a + c + b, id_part, not_id_char, id_part),  # a character outside the pattern
+            st.from_regex(r"[A-Za-z0-9._-]{65,80}", fullmatch=True),  # too long
         )
     return st.text(min_size=65, max_size=100)  # site
 
@@ -101,8 +113,8 @@ def test_valid_record_passes(rec):
     assert report.n_valid == 1 and report.n_rejected == 0
 
 
-@SETTINGS
-@given(st.lists(valid_records(), min_size=2, max_size=6, unique_by=lambda r: r["subject_id"]))
+@SETTINGS_FEW
+@given(st.lists(valid_records(), min_size=2, max_size=4, unique_by=lambda r: r["subject_id"]))
 def test_valid_records_pass_together(recs):
     report = validate_frame(frame(*recs))
     assert report.problems.empty, report.problems.to_dict("records")
@@ -121,8 +133,8 @@ def test_single_mutation_is_rejected_naming_exactly_that_field(case):
     assert "rule:" in text
 
 
-@SETTINGS
-@given(st.lists(valid_records(), min_size=3, max_size=6), mutated_records(), st.data())
+@SETTINGS_FEW
+@given(st.lists(valid_records(), min_size=2, max_size=4), mutated_records(), st.data())
 def test_single_mutated_row_among_valid_rows(recs, case, data):
     bad, name = case
     recs = [{**r, "subject_id": f"r{i}"} for i, r in enumerate(recs)]

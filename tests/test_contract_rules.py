@@ -42,7 +42,7 @@ def assert_only(report, field: str, row: int = 1) -> str:
     assert problem_fields(report, row) == {field}, report.problems.to_dict("records")
     assert row in set(report.rejected_rows)
     text = problem_text(report, field, row)
-    assert text.startswith(text.split(";")[0])  # "what is wrong" first
+    assert "; rule: " in text  # what is wrong, then the rule
     return text
 
 

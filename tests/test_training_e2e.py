@@ -79,7 +79,7 @@ def test_registered_version_alias_and_signature(trained_model, client):
     import mlflow
 
     mv = client.get_model_version_by_alias("eih-responder", "champion")
-    assert mv.version == trained_model.result.model_version
+    assert str(mv.version) == trained_model.result.model_version
     assert mv.tags["contract_version"] == CONTRACT_VERSION
     info = mlflow.models.get_model_info(trained_model.uri)
     names = [c["name"] for c in info.signature.inputs.to_dict()]
@@ -95,7 +95,9 @@ def test_pyfunc_and_predictor_agree_and_explanations_are_exact(trained_model):
 
     df = trained_model.cohort.frame.head(300)
     pyfunc = mlflow.pyfunc.load_model(trained_model.uri)
-    out = pyfunc.predict(df[list(PREDICTORS)])
+    # pyfunc's schema enforcement takes strings for categories (as JSON clients send them)
+    plain = df[list(PREDICTORS)].astype({c: object for c in PREDICTORS if isinstance(df[c].dtype, pd.CategoricalDtype)})
+    out = pyfunc.predict(plain)
     loaded = load_model(trained_model.uri)
     pred = loaded.predictor
     P, ex = pred.predict_and_explain(df)

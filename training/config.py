@@ -14,7 +14,7 @@ from data_contracts.fields import DEFAULT_THRESHOLD_PCT
 @dataclass(frozen=True)
 class SearchSpace:
     max_depth: tuple[int, int] = (2, 5)
-    learning_rate: tuple[float, float] = (0.02, 0.2)
+    learning_rate: tuple[float, float] = (0.04, 0.3)
     min_child_weight: tuple[float, float] = (1.0, 64.0)
     subsample: tuple[float, float] = (0.6, 1.0)
     colsample_bytree: tuple[float, float] = (0.5, 1.0)
@@ -28,8 +28,8 @@ class TrainConfig:
     test_fraction: float = 0.2
     cv_folds: int = 4
     n_trials: int = 30
-    max_rounds: int = 1500
-    early_stopping_rounds: int = 50
+    max_rounds: int = 800
+    early_stopping_rounds: int = 40
     cost_tolerance: float = 0.01
     """Among candidates within this relative margin of the best CV log-loss, take the cheapest to explain."""
     calibration_min_gain: float = 0.0005

@@ -1,0 +1,211 @@
+"""The HTTP prediction service (BentoML 1.4): predictions with exact explanations, safe by default.
+
+Routes
+- POST /predict  {"records": [record, ...]} (1-1,000 contract records) -> probabilities,
+  predicted response, hyperalgesia risk, top contributions in clinical words, missing
+  inputs and out-of-range warnings, per record in order.
+- POST /explain  same body -> margins, base values and the exact TreeSHAP contribution
+  of every contract predictor to every output (base + contributions = margin).
+- GET /metadata  the served model: name, version, contract, threshold, metrics, features.
+- BentoML's own: /livez, /readyz (503 until a usable model is loaded), /metrics,
+  /docs.json (OpenAPI) and the Swagger UI at /.
+
+The model (`models:/eih-responder@champion`, or `EIH_MODEL_URI`) is loaded once, in a
+background thread, when a worker starts: /livez answers at once and /readyz turns ready
+when the model is in. While no usable model can be loaded (no champion yet, a registry
+that does not answer, a model trained on another contract major version) the worker logs
+why, stays not ready and tries again every `EIH_MODEL_RETRY_SECONDS`. A model is not
+reloaded when the alias moves: restart the service (or roll the pods) to serve a new one.
+
+Configuration (environment; `eih serve` sets them from its options):
+EIH_MODEL_URI, EIH_API_TOKEN (bearer token; unset = no auth), EIH_MAX_BODY_BYTES
+(default 1 MiB), EIH_SERVE_WORKERS (default 1), EIH_XGB_THREADS (XGBoost threads per worker, default 1:
+one-row TreeSHAP is fastest on one thread; scale with workers),
+EIH_MODEL_RETRY_SECONDS (default 30), EIH_TOP_K (default 5), EIH_MAX_BATCH_ROWS (records
+per scoring batch, default 1000; 1 turns batching off), EIH_TRACING (default 0: no
+OpenTelemetry spans; set 1 with a BentoML tracing exporter).
+
+Run: `eih serve` (or `bentoml serve serving.service:EIHService`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from typing import Annotated
+
+import bentoml
+from fastapi import FastAPI
+from pydantic import Field
+from starlette.responses import JSONResponse, Response
+
+from data_contracts.examples import EXAMPLE_RECORD
+from data_contracts.record import ContractRecord
+from serving import logsafety
+from serving.batching import MicroBatcher
+from serving.gate import MAX_RECORDS, GateError, _normalise, check_rules
+from serving.middleware import DEFAULT_MAX_BODY_BYTES, STATE_KEY, SafetyMiddleware
+from serving.schemas import ExplainResponse, Metadata, PredictResponse
+from serving.scoring import Job, Scorer
+
+log = logging.getLogger("eih.serving")
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    model_uri: str | None
+    token: str | None
+    max_body_bytes: int
+    workers: int
+    xgb_threads: int
+    retry_seconds: float
+    top_k: int
+    tracing: bool
+    max_batch_rows: int
+
+    @classmethod
+    def from_env(cls, env: dict | None = None) -> ServeSettings:
+        env = os.environ if env is None else env
+        workers = max(1, int(env.get("EIH_SERVE_WORKERS") or 1))
+        return cls(
+            model_uri=env.get("EIH_MODEL_URI") or None,
+            token=env.get("EIH_API_TOKEN") or None,
+            max_body_bytes=int(env.get("EIH_MAX_BODY_BYTES") or DEFAULT_MAX_BODY_BYTES),
+            workers=workers,
+            xgb_threads=int(env.get("EIH_XGB_THREADS") or 1),
+            retry_seconds=float(env.get("EIH_MODEL_RETRY_SECONDS") or 30),
+            top_k=int(env.get("EIH_TOP_K") or 5),
+            tracing=(env.get("EIH_TRACING") or "0").lower() in ("1", "true", "yes"),
+            max_batch_rows=max(1, int(env.get("EIH_MAX_BATCH_ROWS") or MAX_RECORDS)),
+        )
+
+
+SETTINGS = ServeSettings.from_env()
+
+Records = Annotated[
+    list[ContractRecord],
+    Field(min_length=1, max_length=MAX_RECORDS, description="1 to 1,000 contract records (data contract 1.0)",
+          examples=[[EXAMPLE_RECORD]]),
+]
+
+metadata_app = FastAPI(title="eih metadata", docs_url=None, redoc_url=None, openapi_url=None)
+
+
+@bentoml.service(
+    name="eih_responder",
+    workers=SETTINGS.workers,
+    traffic={"timeout": 60, "max_concurrency": 512},
+    # BentoML wraps every request in an OpenTelemetry span even when no exporter is set
+    # (about 1 ms of CPU per request here); EIH_TRACING=1 keeps it for a configured exporter.
+    **({} if SETTINGS.tracing else {"tracing": {"excluded_urls": [".*"]}}),
+)
+@bentoml.asgi_app(metadata_app, path="/")
+class EIHService:
+    """Exercise-induced hypoalgesia responder: probabilities of hypoalgesia, no change and
+    hyperalgesia after one exercise bout, with the exact reasons (TreeSHAP) behind them."""
+
+    def __init__(self) -> None:
+        logsafety.install()
+        log.disabled = False
+        log.setLevel(logging.INFO)
+        # model settings are read again here (the module-level ones fixed workers and middleware)
+        self.settings = ServeSettings.from_env()
+        self._scorer: Scorer | None = None
+        self._reason = "the model is still loading"
+        self._stop = threading.Event()
+        self._batcher = MicroBatcher(self._run, max_rows=self.settings.max_batch_rows)
+        self._loader = threading.Thread(target=self._load_until_ready, name="eih-model-loader", daemon=True)
+        self._loader.start()
+
+    # ---- the model ---------------------------------------------------------------------------
+    def _load_until_ready(self) -> None:
+        from eih.settings import champion_uri
+        from serving.loading import ModelNotAvailable, load_model
+
+        uri = self.settings.model_uri or champion_uri()
+        last = None
+        while not self._stop.is_set():
+            try:
+                loaded = load_model(uri)
+                loaded.predictor.set_threads(self.settings.xgb_threads)
+                scorer = Scorer(loaded, top_k=self.settings.top_k)
+                scorer.run([Job("predict", [_normalise(EXAMPLE_RECORD)])])  # warm-up
+            except ModelNotAvailable as exc:
+                reason = str(exc)
+            except Exception as exc:  # noqa: BLE001 - a broken artifact must not kill the worker
+                reason = f"no usable model at {uri}: {type(exc).__name__} while preparing it"
+            else:
+                self._scorer = scorer
+                log.info("ready: serving %s (registered model %s version %s, contract %s, threshold %g %%)",
+                         uri, loaded.name, loaded.version, loaded.predictor.contract_version,
+                         loaded.predictor.threshold_pct)
+                return
+            self._reason = reason
+            if reason != last:
+                log.error("not ready: %s; retrying every %g s", reason, self.settings.retry_seconds)
+                last = reason
+            self._stop.wait(self.settings.retry_seconds)
+
+    def __is_ready__(self) -> bool:
+        return self._scorer is not None
+
+    def _run(self, jobs: list[Job]) -> list[bytes]:
+        return self._scorer.run(jobs)
+
+    @bentoml.on_shutdown
+    def _shutdown(self) -> None:
+        self._stop.set()
+        self._batcher.close()
+
+    # ---- endpoints ---------------------------------------------------------------------------
+    @bentoml.api(route="/predict")
+    async def predict(self, records: Records, ctx: bentoml.Context) -> PredictResponse:
+        """Probabilities of hypoalgesia, no change and hyperalgesia for each record, the predicted
+        response, the hyperalgesia risk level, the top contributions in clinical words, the
+        optional inputs that were missing and values outside the training range. Invalid
+        records: 422 naming the record index, the field and the rule (never the value)."""
+        return await self._answer("predict", records, ctx)
+
+    @bentoml.api(route="/explain")
+    async def explain(self, records: Records, ctx: bentoml.Context) -> ExplainResponse:
+        """Exact TreeSHAP explanation of each record: per output the margin, the base value and
+        the contribution of every contract predictor (base value + contributions = margin)."""
+        return await self._answer("explain", records, ctx)
+
+    async def _answer(self, kind: str, records: list, ctx: bentoml.Context) -> Response:
+        scorer = self._scorer
+        if scorer is None:
+            return _json(ctx, 503, {"error": f"not ready: {self._reason}"})
+        recs = ctx.request.scope.get("state", {}).get(STATE_KEY)
+        if recs is None:  # reached without the middleware: the same gate, on the parsed records
+            try:
+                recs = [_normalise(r.model_dump()) for r in records]
+                check_rules(recs)
+            except GateError as exc:
+                return _json(ctx, exc.status, exc.body())
+        try:
+            body = await self._batcher.submit(Job(kind, recs), len(recs))
+        except Exception as exc:  # noqa: BLE001 - answer 500 without a traceback or a value
+            log.error("scoring failed: %s (details withheld)", type(exc).__name__)
+            return _json(ctx, 500, {"error": "internal error while scoring; see the server log"})
+        ctx.response.status_code = 200
+        return Response(body, media_type="application/json")
+
+    @metadata_app.get("/metadata", response_model=Metadata, summary="The served model")
+    def metadata(self):
+        """The served model: registry name and version, data contract, label threshold,
+        risk cut-offs, training metrics and the feature list."""
+        scorer = self._scorer
+        if scorer is None:
+            return JSONResponse({"error": f"not ready: {self._reason}"}, status_code=503)
+        return scorer.metadata()
+
+
+def _json(ctx: bentoml.Context, status: int, payload: dict) -> Response:
+    ctx.response.status_code = status
+    return JSONResponse(payload, status_code=status)
+
+
+EIHService.add_asgi_middleware(SafetyMiddleware, token=SETTINGS.token, max_body_bytes=SETTINGS.max_body_bytes)
