@@ -2,6 +2,7 @@
 
 - eih       this service (`eih serve`: BentoML, validation, exact TreeSHAP, clinical statements),
 - eih-nobatch  the same with micro-batching off (EIH_MAX_BATCH_ROWS=1),
+- eih-2w    the same with two worker processes,
 - mlflow    the same registered model behind `mlflow models serve` (probabilities only),
 - floor     a bare uvicorn ASGI app that parses the JSON and calls the booster directly
             (probabilities and exact contributions, no validation), the lower bound,
@@ -133,20 +134,36 @@ class Server:
 
 
 # ---- load -------------------------------------------------------------------------------------
-def sequential(url: str, bodies: list[bytes], n: int, headers: dict) -> dict:
+def sequential(url: str, bodies: list[bytes], n: int, headers: dict, warmup: int = 50) -> list[float]:
+    """Latencies (ms) of n one-at-a-time requests on one kept-alive connection."""
     import httpx
 
     lat = []
     with httpx.Client(timeout=30) as c:
-        for i in range(50):  # warm-up
+        for i in range(warmup):
             c.post(url, content=bodies[i % len(bodies)], headers=headers).raise_for_status()
         for i in range(n):
             t = time.perf_counter()
             r = c.post(url, content=bodies[i % len(bodies)], headers=headers)
             lat.append((time.perf_counter() - t) * 1000)
             r.raise_for_status()
-    lat.sort()
-    return {"p50_ms": lat[len(lat) // 2], "p99_ms": lat[min(len(lat) - 1, int(len(lat) * 0.99))], "n": n}
+    return lat
+
+
+def summarise_latency(lat: list[float]) -> dict:
+    lat = sorted(lat)
+    return {"p50_ms": lat[len(lat) // 2], "p99_ms": lat[min(len(lat) - 1, int(len(lat) * 0.99))], "n": len(lat)}
+
+
+def merge_concurrent(parts: list[dict]) -> dict:
+    ok = sum(p["ok"] for p in parts)
+    elapsed = sum(p["elapsed_s"] for p in parts)
+    codes: collections.Counter = collections.Counter()
+    for p in parts:
+        codes.update(p["codes"])
+    return {"rps": ok / elapsed, "requests": sum(p["requests"] for p in parts), "ok": ok,
+            "n_503": sum(p["n_503"] for p in parts), "errors": sum(p["errors"] for p in parts), "codes": dict(codes),
+            "rps_rounds": [p["rps"] for p in parts]}
 
 
 async def _concurrent(url: str, bodies: list[bytes], clients: int, duration: float, headers: dict) -> dict:
@@ -174,7 +191,7 @@ async def _concurrent(url: str, bodies: list[bytes], clients: int, duration: flo
         elapsed = time.perf_counter() - t0
     lat.sort()
     ok = codes.get(200, 0)
-    return {"rps": ok / elapsed, "requests": sum(codes.values()), "ok": ok, "n_503": codes.get(503, 0),
+    return {"rps": ok / elapsed, "elapsed_s": elapsed, "requests": sum(codes.values()), "ok": ok, "n_503": codes.get(503, 0),
             "errors": sum(v for k, v in codes.items() if k != 200), "codes": {str(k): v for k, v in codes.items()},
             "p50_ms_loaded": lat[len(lat) // 2] if lat else None}
 
@@ -199,8 +216,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default=None, help="model URI [default: models:/eih-responder@champion]")
     ap.add_argument("--sequential", type=int, default=500, help="sequential one-record requests per server")
     ap.add_argument("--concurrency", type=int, default=16)
-    ap.add_argument("--duration", type=float, default=15.0, help="seconds of concurrent load per server")
-    ap.add_argument("--only", nargs="*", default=None, help="subset of: eih eih-nobatch mlflow floor")
+    ap.add_argument("--duration", type=float, default=16.0, help="seconds of concurrent load per server (in total)")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds of the sequential requests")
+    ap.add_argument("--rounds-concurrent", type=int, default=2, help="interleaved rounds of the concurrent load")
+    ap.add_argument("--only", nargs="*", default=None, help="subset of: eih eih-nobatch eih-2w mlflow floor")
     ap.add_argument("--write-results", action="store_true", help="replace the Serving section of benchmarks/RESULTS.md")
     ap.add_argument("--json", type=Path, default=None, help="also write the raw results here")
     ap.add_argument("--_floor", type=int, default=None, help=argparse.SUPPRESS)
@@ -227,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
                 "/predict", eih_bodies),
         "eih-nobatch": (Server("eih-nobatch", [str(BIN / "eih"), "serve", "--model", uri, "--port", "{port}"],
                                dict(env, EIH_MAX_BATCH_ROWS="1"), "/readyz", logdir), "/predict", eih_bodies),
+        "eih-2w": (Server("eih-2w", [str(BIN / "eih"), "serve", "--model", uri, "--port", "{port}", "--workers", "2"],
+                          env, "/readyz", logdir), "/predict", eih_bodies),
         "mlflow": (Server("mlflow", [str(BIN / "mlflow"), "models", "serve", "-m", uri, "--env-manager", "local",
                                      "--host", "127.0.0.1", "--port", "{port}", "--workers", "1"],
                           env, "/ping", logdir), "/invocations", mlflow_bodies),
@@ -236,28 +257,49 @@ def main(argv: list[str] | None = None) -> int:
     chosen = args.only or list(variants)
     load_before = os.getloadavg()
     results: dict[str, dict] = {}
+    shape: dict = {}
     print(f"model {uri}; store {env['MLFLOW_TRACKING_URI']}; logs in {logdir}")
     try:
+        # all servers up at once (an idle server costs memory, not CPU) ...
+        bases, startup = {}, {}
         for name in chosen:
             server, path, bodies = variants[name]
             port = free_port()
             server.argv = [a.replace("{port}", str(port)) for a in server.argv]
             t0 = time.perf_counter()
-            base = server.start(port)
-            startup = time.perf_counter() - t0
-            print(f"[{name}] ready in {startup:.1f} s; {args.sequential} sequential requests ...", flush=True)
-            seq = sequential(base + path, bodies, args.sequential, headers)
-            print(f"[{name}] {args.concurrency} clients for {args.duration:g} s ...", flush=True)
-            conc = asyncio.run(_concurrent(base + path, bodies, args.concurrency, args.duration, headers))
-            results[name] = {**seq, **conc, "startup_s": startup}
-            server.stop()
-            print(f"[{name}] p50 {seq['p50_ms']:.2f} ms  p99 {seq['p99_ms']:.2f} ms  {conc['rps']:.0f} req/s  "
-                  f"503: {conc['n_503']}  other errors: {conc['errors'] - conc['n_503']}", flush=True)
+            bases[name] = server.start(port)
+            startup[name] = time.perf_counter() - t0
+            print(f"[{name}] ready in {startup[name]:.1f} s", flush=True)
+            if name.startswith("eih") and not shape:
+                import httpx
+
+                meta = httpx.get(bases[name] + "/metadata", timeout=30).json()
+                shape.update(meta.get("model_shape", {}), version=meta["model"]["version"])
+        # ... then measured in interleaved rounds, so a change in the machine's load hits all alike
+        lat: dict[str, list[float]] = {n: [] for n in chosen}
+        conc: dict[str, list[dict]] = {n: [] for n in chosen}
+        per_round = max(1, args.sequential // args.rounds)
+        for r in range(args.rounds):
+            for name in chosen:
+                _, path, bodies = variants[name]
+                lat[name] += sequential(bases[name] + path, bodies, per_round, headers, warmup=50 if r == 0 else 5)
+            print(f"round {r + 1}/{args.rounds}: {per_round} sequential requests per server", flush=True)
+        for r in range(args.rounds_concurrent):
+            for name in chosen:
+                _, path, bodies = variants[name]
+                conc[name].append(asyncio.run(_concurrent(bases[name] + path, bodies, args.concurrency,
+                                                          args.duration / args.rounds_concurrent, headers)))
+            print(f"round {r + 1}/{args.rounds_concurrent}: {args.concurrency} clients per server", flush=True)
+        for name in chosen:
+            results[name] = {**summarise_latency(lat[name]), **merge_concurrent(conc[name]), "startup_s": startup[name]}
+            res = results[name]
+            print(f"[{name}] p50 {res['p50_ms']:.2f} ms  p99 {res['p99_ms']:.2f} ms  {res['rps']:.0f} req/s  "
+                  f"503: {res['n_503']}  other errors: {res['errors'] - res['n_503']}", flush=True)
     finally:
         for server, _, _ in variants.values():
             server.stop()
     load_after = os.getloadavg()
-    table = render(results, args, uri, load_before, load_after)
+    table = render(results, args, uri, load_before, load_after, shape)
     print()
     print(table)
     if args.json:
@@ -268,9 +310,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def render(results: dict, args, uri: str, load_before, load_after) -> str:
+def render(results: dict, args, uri: str, load_before, load_after, shape: dict) -> str:
     names = {"eih": "eih serve (BentoML, validation, TreeSHAP, statements)",
              "eih-nobatch": "eih serve, micro-batching off",
+             "eih-2w": "eih serve --workers 2",
              "mlflow": "mlflow models serve (probabilities only)",
              "floor": "floor: bare uvicorn + booster (probabilities + contributions)"}
     lines = [
@@ -296,11 +339,20 @@ def render(results: dict, args, uri: str, load_before, load_after) -> str:
         ratios.append(f"- throughput, eih / floor: {e['rps'] / f['rps']:.2f} x")
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     head = (f"Run {when} on {os.cpu_count()} cores ({platform.machine()}, Python {platform.python_version()}); "
-            f"model `{uri}`; {args.sequential} sequential one-record requests after 50 warm-up ones, then "
-            f"{args.concurrency} concurrent clients (httpx, asyncio) for {args.duration:g} s; one server at a time, "
-            f"one worker each; the load client runs on the same machine. Load average before/after: "
+            f"model `{uri}`{_shape_text(shape)}; per server {args.sequential} sequential one-record requests (after "
+            f"warm-up) and {args.duration:g} s of {args.concurrency} concurrent clients (httpx, asyncio), measured "
+            f"in interleaved rounds ({args.rounds} and {args.rounds_concurrent}) so that load drift hits every "
+            f"server alike; one worker each unless stated; the load client runs on the same machine. "
+            f"Load average before/after: "
             f"{load_before[0]:.1f} / {load_after[0]:.1f}.")
     return "\n".join([head, "", *lines, "", *ratios])
+
+
+def _shape_text(shape: dict) -> str:
+    if not shape.get("n_rounds"):
+        return ""
+    return (f" (version {shape.get('version')}: {shape['n_rounds']} rounds x {shape.get('n_outputs', 3)} outputs, "
+            f"depth {shape.get('max_depth')})")
 
 
 def write_section(table: str) -> None:

@@ -72,7 +72,9 @@ def iter_table(path: str | os.PathLike, chunk_rows: int | None = 200_000) -> Ite
         if fmt == "parquet":
             import pyarrow.parquet as pq
 
-            pf = pq.ParquetFile(p)
+            # pre_buffer=False: with pre-buffering, iter_batches keeps what it read until the
+            # file is closed, so memory grew with the file size (~40 MB per million rows)
+            pf = pq.ParquetFile(p, pre_buffer=False)
             start = 0
             if chunk_rows is None:
                 frames = [pf.read().to_pandas()]

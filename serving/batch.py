@@ -164,12 +164,12 @@ def output_schema(outputs: tuple[str, ...], fields: tuple[str, ...], explain: st
     cols += [pa.field("predicted_response", pa.string()), pa.field("hyperalgesia_risk", pa.string())]
     if explain == "top":
         for i in range(1, min(top_k, len(fields)) + 1):
-            cols += [pa.field(f"top{i}_field", pa.string()), pa.field(f"top{i}_contribution", pa.float32()),
+            cols += [pa.field(f"top{i}_field", pa.string()), pa.field(f"top{i}_contribution", pa.float64()),
                      pa.field(f"top{i}_toward", pa.string())]
     elif explain == "full":
         for o in outputs:
             cols += [pa.field(f"margin_{o}", pa.float64()), pa.field(f"base_{o}", pa.float64())]
-            cols += [pa.field(f"contrib_{o}__{f}", pa.float32()) for f in fields]
+            cols += [pa.field(f"contrib_{o}__{f}", pa.float64()) for f in fields]
     return pa.schema(cols)
 
 
@@ -190,13 +190,13 @@ def build_table(ids: pd.Series, P: np.ndarray, risk: np.ndarray, ex, explain: st
     if explain == "top":
         idx, val, tow = top_fields(ex.contributions, top_k)
         for j in range(idx.shape[1]):
-            cols += [_labels(idx[:, j], ex.fields), pa.array(np.ascontiguousarray(val[:, j], dtype="float32")),
+            cols += [_labels(idx[:, j], ex.fields), pa.array(np.ascontiguousarray(val[:, j], dtype="float64")),
                      _labels(tow[:, j], ex.outputs)]
     elif explain == "full":
         for k in range(len(ex.outputs)):
             cols += [pa.array(np.ascontiguousarray(ex.margins[:, k], dtype="float64")),
                      pa.array(np.ascontiguousarray(ex.base[:, k], dtype="float64"))]
-            cols += [pa.array(np.ascontiguousarray(ex.contributions[:, k, j], dtype="float32"))
+            cols += [pa.array(np.ascontiguousarray(ex.contributions[:, k, j], dtype="float64"))
                      for j in range(len(ex.fields))]
     return pa.Table.from_arrays(cols, schema=schema)
 
@@ -314,7 +314,7 @@ def _iter_id_column(path: Path, chunk_rows: int) -> Iterator[pd.Series]:
         if fmt == "parquet":
             import pyarrow.parquet as pq
 
-            pf = pq.ParquetFile(path)
+            pf = pq.ParquetFile(path, pre_buffer=False)  # bounded memory (see data_contracts.io)
             for b in pf.iter_batches(batch_size=chunk_rows, columns=["subject_id"]):
                 yield b.to_pandas()["subject_id"]
         else:
@@ -486,6 +486,7 @@ def run_local(predictor, chunks: Iterator, duplicate_ids, opts: ScoreOptions, sc
     predictor.set_threads(max(1, cores // threads))
     pool = ThreadPoolExecutor(threads, thread_name_prefix="eih-score")
     pending: deque = deque()
+    completed = False
     try:
         for i, offset, frame in _prefetch(chunks):
             pending.append(pool.submit(score_chunk, predictor, frame, i, offset, duplicate_ids, opts, schema,
@@ -494,9 +495,12 @@ def run_local(predictor, chunks: Iterator, duplicate_ids, opts: ScoreOptions, sc
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
+        completed = True
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-        predictor.set_threads(previous)
+        # on a failure do not wait for a chunk still in the booster: the caller cleans up now
+        pool.shutdown(wait=completed, cancel_futures=True)
+        if completed:
+            predictor.set_threads(previous)
 
 
 _WORKER_MODELS: dict[str, object] = {}

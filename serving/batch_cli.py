@@ -151,7 +151,6 @@ class _Bar:
         return self.progress.__exit__(*exc)
 
     def start(self, total: int) -> None:
-        self.progress.update(self.task, description="scoring", total=total, completed=0, rate="-")
         self.progress.reset(self.task, total=total, rate="-", description="scoring")
 
     def advance(self, n: int, done: int) -> None:

@@ -19,10 +19,10 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (0.0.0.0: every interface; "
                                                          "then set EIH_API_TOKEN)."),
     port: int = typer.Option(3000, "--port", min=1, max=65535, help="TCP port."),
-    model: str | None = typer.Option(None, "--model", help="Model URI to serve [default: models:/eih-responder@champion]."),
+    model: str | None = typer.Option(None, "--model", help="Model URI to serve (default: models:/eih-responder@champion)."),
     workers: int = typer.Option(1, "--workers", min=1, max=64, help="Worker processes, each with its own copy of the model."),
     max_body_bytes: int | None = typer.Option(
-        None, "--max-body-bytes", min=1024, help="Largest request body accepted (413 above) [default: EIH_MAX_BODY_BYTES or 1 MiB]."
+        None, "--max-body-bytes", min=1024, help="Largest request body accepted; larger ones get 413 (default: EIH_MAX_BODY_BYTES, else 1 MiB)."
     ),
 ) -> None:
     """Serve POST /predict, POST /explain and GET /metadata over HTTP (BentoML).

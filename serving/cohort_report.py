@@ -76,6 +76,13 @@ def _label(s: str) -> str:
     return s.replace("_", " ")
 
 
+def _field(f: str) -> str:
+    """A contract field in clinical words (the HTTP explanations' labels)."""
+    from serving.explain import LABELS
+
+    return LABELS.get(f, _label(f))
+
+
 def fig_overview(d: ReportData) -> str:
     plt = _plt()
     agg = d.agg
@@ -178,7 +185,7 @@ def fig_drivers(d: ReportData, table: pd.DataFrame, top: int = 15) -> str:
     left = np.zeros(len(t))
     for o in d.agg.outputs:
         v = t[o].to_numpy()
-        ax.barh([_label(f) for f in t["field"]], v, left=left, color=COLORS.get(o, "#6d597a"), label=f"margin of {_label(o)}")
+        ax.barh([_field(f) for f in t["field"]], v, left=left, color=COLORS.get(o, "#6d597a"), label=f"margin of {_label(o)}")
         left += v
     ax.set_xlabel("mean |contribution| (log-odds), summed over the model's outputs")
     ax.set_title("Main drivers across the cohort")
@@ -216,7 +223,8 @@ def fig_beeswarm(d: ReportData, max_fields: int = 12) -> tuple[str, int]:
     V = np.concatenate(agg.sample_values, axis=0)
     n = C.shape[0]
     outs = [k for k, o in enumerate(agg.outputs) if o != "no_change"] or list(range(len(agg.outputs)))
-    fig, axes = plt.subplots(1, len(outs), figsize=(4.6 * len(outs), 0.42 * max_fields + 1.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(outs), figsize=(5.2 * len(outs) + 1.0, 0.42 * max_fields + 1.2), squeeze=False,
+                             layout="constrained")
     # colour: rank within the sample per field
     col = np.full(V.shape, np.nan)
     for j in range(V.shape[1]):
@@ -238,7 +246,7 @@ def fig_beeswarm(d: ReportData, max_fields: int = 12) -> tuple[str, int]:
             ax.scatter(x[~grey], y + off[~grey], s=4, c=c[~grey], cmap=cmap, vmin=0, vmax=1, alpha=0.8, linewidths=0,
                        rasterized=True)
         ax.set_yticks(range(len(top)))
-        ax.set_yticklabels([_label(agg.fields[j]) for j in top[::-1]])
+        ax.set_yticklabels([_field(agg.fields[j]) for j in top[::-1]])
         ax.axvline(0, color="#555", linewidth=0.6)
         ax.set_xlabel(f"effect {TOWARD.get(agg.outputs[k], agg.outputs[k])} (log-odds)")
         ax.set_title(f"{_label(agg.outputs[k])}")
@@ -265,7 +273,7 @@ def fig_drift(d: ReportData) -> str:
             label="attributions (max over outputs)")
     ax.axvline(PSI_FLAG, color="#d62828", linestyle="--", linewidth=1, label=f"flag at {PSI_FLAG}")
     ax.set_yticks(y)
-    ax.set_yticklabels([_label(f) for f in fields])
+    ax.set_yticklabels([_field(f) for f in fields])
     ax.set_xlabel("population stability index vs the model's training reference")
     ax.legend(frameon=False, loc="lower right")
     ax.set_title("Drift")
@@ -414,7 +422,6 @@ def render(d: ReportData) -> str:
             inp["attr_psi"] = inp["field"].map(top["psi"])
             inp["attr_output"] = inp["field"].map(top["output"]).map(lambda x: _label(x) if isinstance(x, str) else x)
             inp["flag"] = inp["flag"] | inp["field"].map(top["flag"]).fillna(False).astype(bool)
-        inp["field"] = inp["field"].map(_label)
         fmt = {"psi": "{:.3f}", "missing_rate": "{:.1%}", "reference_missing_rate": "{:.1%}", "attr_psi": "{:.3f}"}
         parts.append(_table(inp, fmt, left=("field", "attr_output"), flag_col="flag",
                             headers={"psi": "PSI of values", "missing_rate": "missing (batch)",

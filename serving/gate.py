@@ -95,10 +95,12 @@ def parse(body: bytes) -> list[dict]:
         problems = [_pydantic_problem(e, obj) for e in exc.errors(include_url=False, include_context=False, include_input=False)]
         raise GateError(422, "the request does not match the record schema of data contract " + CONTRACT_VERSION,
                         problems, len(problems)) from None
-    return [_normalise(rec) for rec in obj["records"]]
+    return [normalise_record(rec) for rec in obj["records"]]
 
 
-def _normalise(rec: dict) -> dict:
+def normalise_record(rec: dict) -> dict:
+    """Every record field present (None when absent); text that validate_frame reads as
+    missing becomes None, so the model sees what the rule engine saw."""
     out = {}
     for name in RECORD_FIELDS:
         v = rec.get(name)
@@ -363,4 +365,4 @@ def records_from_frame(df: pd.DataFrame) -> list[dict]:
 
 
 __all__ = ["GateError", "MAX_RECORDS", "RECORD_FIELDS", "RequestBody", "check_rules", "frame", "parse", "records_from_frame",
-           "prescreen", "validate_body"]
+           "normalise_record", "prescreen", "validate_body"]

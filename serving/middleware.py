@@ -80,7 +80,7 @@ class SafetyMiddleware:
                 await send({"type": "websocket.close", "code": 1008})
                 return
             await _respond(send, 401, {"error": "missing or invalid bearer token"},
-                           extra=[(b"www-authenticate", b'Bearer realm="eih"')])
+                           extra=[(b"www-authenticate", b'Bearer realm="eih"')], close=True)
             return
         if typ == "websocket":
             await self.app(scope, receive, send)
@@ -94,16 +94,17 @@ class SafetyMiddleware:
                 if n < 0:
                     raise ValueError
             except ValueError:
-                await _respond(send, 400, {"error": "invalid Content-Length header"})
+                await _respond(send, 400, {"error": "invalid Content-Length header"}, close=True)
                 return
             if n > self.max_body_bytes:
-                await _respond(send, 413, self._too_large())
+                await _respond(send, 413, self._too_large(), close=True)
                 return
         is_model_call = path in self.model_paths and scope.get("method") == "POST"
         if is_model_call:
             media = (_header(scope, b"content-type") or b"").split(b";")[0].strip().lower()
             if media != b"application/json":
-                await _respond(send, 415, {"error": "unsupported content type: send the body as application/json"})
+                await _respond(send, 415, {"error": "unsupported content type: send the body as application/json"},
+                               close=True)
                 return
         chunks: list[bytes] = []
         size = 0
@@ -115,7 +116,7 @@ class SafetyMiddleware:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body_bytes:
-                await _respond(send, 413, self._too_large())
+                await _respond(send, 413, self._too_large(), close=True)
                 return
             if chunk:
                 chunks.append(chunk)
@@ -162,10 +163,12 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
-async def _respond(send: Send, status: int, payload: dict, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+async def _respond(send: Send, status: int, payload: dict, extra: list[tuple[bytes, bytes]] | None = None,
+                   close: bool = False) -> None:
+    """A JSON answer; `close` when the request body was not read (the connection cannot be reused)."""
     body = json.dumps(payload).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    if status in (400, 413):
+    if close:
         headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers + (extra or [])})
     await send({"type": "http.response.body", "body": body})

@@ -177,10 +177,13 @@ class EIHPredictor:
         return X
 
     def _feature_types(self) -> list[str]:
-        types = self.booster.feature_types
+        types = getattr(self, "_ftypes", None)
         if types is None:
-            types = ["c" if BY_NAME[f].kind == "category" else "float" for f in self.fields]
-        return list(types)
+            types = self.booster.feature_types
+            if types is None:
+                types = ["c" if BY_NAME[f].kind == "category" else "float" for f in self.fields]
+            self._ftypes = types = list(types)
+        return types
 
     def explain_matrix(self, X: np.ndarray) -> Explanation:
         """`explain` for a matrix built by `matrix` (same values, without pandas)."""
@@ -188,7 +191,9 @@ class EIHPredictor:
             raise ValueError("feature matrix does not have one column per model field")
         dm = xgb.DMatrix(X, feature_names=list(self.fields), feature_types=self._feature_types(),
                          enable_categorical=True, nthread=1)
-        contrib = self.booster.predict(dm, pred_contribs=True, validate_features=True)
+        # the columns are in self.fields order by construction, and __init__ checked that the
+        # booster's feature names are self.fields: XGBoost's own name check would only cost time
+        contrib = self.booster.predict(dm, pred_contribs=True, validate_features=False)
         return self._explanation(contrib)
 
     def explain_records(self, records: Sequence[Mapping]) -> Explanation:

@@ -63,13 +63,10 @@ def _fit_predictor(cohort: pd.DataFrame):
 def _save_pyfunc(booster, meta, directory: Path) -> Path:
     import mlflow
 
-    from serving.predictor import EIHPredictor
-
-    pred_dir = directory / "predictor"
+    pred_dir = directory / "predictor"  # what EIHPredictor.load reads in the pyfunc's load_context
     pred_dir.mkdir(parents=True)
     booster.save_model(str(pred_dir / "booster.ubj"))
     (pred_dir / "meta.json").write_text(json.dumps(meta))
-    assert EIHPredictor.load  # the pyfunc's load_context builds it from these two files
     model_dir = directory / "model"
     mlflow.pyfunc.save_model(str(model_dir), python_model=str(ROOT / "serving" / "pyfunc_model.py"),
                              artifacts={"predictor": str(pred_dir)}, pip_requirements=[])

@@ -553,3 +553,19 @@ def test_problems_never_echo_values():
     for text in texts:
         for marker in MARKERS:
             assert marker not in text, (marker, text)
+
+
+@pytest.mark.parametrize(
+    "absent", [[], ["pain_mechanism"], ["bdnf_ng_ml"], ["bdnf_matrix"], ["pain_mechanism", "bdnf_ng_ml", "bdnf_matrix"]]
+)
+def test_cross_rules_evaluate_when_optional_columns_are_absent(absent):
+    # a cross-field check that raised would be dropped by pandera's lazy mode, and its
+    # rule silently skipped: every rule must evaluate to one bool per row
+    from data_contracts.schema import CROSS_RULES
+    from data_contracts.validate import _coerce
+
+    df = frame(base_record("X1"), record_with("pain_condition", "pain_free", "X2")).drop(columns=absent)
+    data, _ = _coerce(df)
+    for rule in CROSS_RULES:
+        out = rule.check(data)
+        assert len(out) == 2 and out.dtype == bool, rule.name

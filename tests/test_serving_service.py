@@ -13,14 +13,22 @@ import pytest
 from data_contracts.examples import EXAMPLE_RECORD
 
 
-def _client(monkeypatch, uri: str):
-    from starlette.testclient import TestClient
-
+@pytest.fixture(scope="module")
+def app():
+    """One ASGI app for the module: BentoML registers its Prometheus metrics per app, so a
+    second app in the same process would collide. Each TestClient context runs the app's
+    lifespan, which creates a fresh service instance (reading EIH_MODEL_URI again)."""
     from serving.service import EIHService
+
+    return EIHService.to_asgi()
+
+
+def _client(app, monkeypatch, uri: str):
+    from starlette.testclient import TestClient
 
     monkeypatch.setenv("EIH_MODEL_URI", uri)
     monkeypatch.setenv("EIH_MODEL_RETRY_SECONDS", "600")
-    return TestClient(EIHService.to_asgi())
+    return TestClient(app)
 
 
 def _wait_for_log(caplog, words: str, timeout: float = 120.0) -> str:
@@ -33,9 +41,9 @@ def _wait_for_log(caplog, words: str, timeout: float = 120.0) -> str:
     raise AssertionError(f"no log line with {words!r}: {[r.getMessage() for r in caplog.records]}")
 
 
-def test_not_ready_with_a_reason_while_no_model_can_be_loaded(mlflow_store, monkeypatch, caplog):
+def test_not_ready_with_a_reason_while_no_model_can_be_loaded(app, mlflow_store, monkeypatch, caplog):
     caplog.set_level(logging.INFO, logger="eih.serving")
-    with _client(monkeypatch, "models:/no-such-model@champion") as c:
+    with _client(app, monkeypatch, "models:/no-such-model@champion") as c:
         assert c.get("/livez").status_code == 200
         line = _wait_for_log(caplog, "not ready")
         assert "no usable model at models:/no-such-model@champion" in line
@@ -48,7 +56,7 @@ def test_not_ready_with_a_reason_while_no_model_can_be_loaded(mlflow_store, monk
 
 
 @pytest.mark.slow
-def test_a_model_of_another_contract_major_version_is_refused(trained_model, tmp_path, monkeypatch, caplog):
+def test_a_model_of_another_contract_major_version_is_refused(app, trained_model, tmp_path, monkeypatch, caplog):
     import mlflow
 
     from eih.settings import configure_mlflow, get_or_create_experiment
@@ -67,7 +75,7 @@ def test_a_model_of_another_contract_major_version_is_refused(trained_model, tmp
                                        artifacts={"predictor": str(d)}, code_paths=CODE_PATHS)
 
     caplog.set_level(logging.INFO, logger="eih.serving")
-    with _client(monkeypatch, info.model_uri) as c:
+    with _client(app, monkeypatch, info.model_uri) as c:
         line = _wait_for_log(caplog, "not ready")
         assert "data contract 2.0" in line and "contract 1.x" in line and "refusing to serve it" in line
         assert c.get("/readyz").status_code == 503

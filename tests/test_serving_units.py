@@ -86,7 +86,7 @@ def test_fast_record_path_is_identical_to_the_dataframe_path(cohort, predictor):
 
 
 def test_matrix_codes_categories_and_missing_values(predictor):
-    rec = gate._normalise(dict(EXAMPLE_RECORD, sex="male", pain_mechanism=None, bdnf_matrix="None"))
+    rec = gate.normalise_record(dict(EXAMPLE_RECORD, sex="male", pain_mechanism=None, bdnf_matrix="None"))
     X = predictor.matrix([rec])
     j = {f: i for i, f in enumerate(predictor.fields)}
     assert X[0, j["sex"]] == BY_NAME["sex"].categories.index("male")
@@ -203,7 +203,7 @@ def test_prescreen_agrees_with_validate_frame(records):
         RequestBody.model_validate({"records": records}, strict=True)
     except Exception:  # noqa: BLE001 - only type-valid records reach the pre-screen
         return
-    normalised = [gate._normalise(r) for r in records]
+    normalised = [gate.normalise_record(r) for r in records]
     doubtful = set(gate.prescreen(normalised))
     report = validate_frame(gate.frame(normalised))
     rejected = {int(r) - 1 for r in report.problems["row"]}
@@ -381,3 +381,24 @@ def test_metadata_is_json_safe(scorer):
     json.dumps(meta, allow_nan=False)
     assert meta["training_metrics"]["undefined"] is None
     assert meta["features"] == list(PREDICTORS) and meta["risk_cutoffs"] == {"moderate": 0.2, "high": 0.35}
+
+
+# ---- logs ------------------------------------------------------------------------------------
+def test_exception_messages_never_reach_the_log(caplog):
+    import logging
+
+    from pydantic import ValidationError
+
+    from data_contracts.record import ContractRecord
+    from serving import logsafety
+
+    logsafety.install()
+    lg = logging.getLogger("bentoml._internal.server.http_app")
+    try:
+        ContractRecord.model_validate(dict(EXAMPLE_RECORD, age_years=MARKER))
+    except ValidationError:
+        with caplog.at_level(logging.ERROR, logger=lg.name):
+            lg.error("Exception on %s [%s]", "/predict", "POST", exc_info=True)
+    text = caplog.text + "".join(r.getMessage() for r in caplog.records)
+    assert "ValidationError (message withheld" in text and "/predict" in text
+    assert MARKER not in text
