@@ -106,8 +106,10 @@ def test_pyfunc_and_predictor_agree_and_explanations_are_exact(trained_model):
     assert np.abs(ex.base + ex.contributions.sum(axis=2) - ex.margins).max() < 1e-4
     # agree with shap.TreeExplainer on the same rows (shap's axes: (n, F, K); ours are the calibrated
     # contributions, i.e. the booster's divided by the temperature)
-    X = pred.transform(df)
-    sv = np.asarray(shap.TreeExplainer(pred.booster).shap_values(X))
+    import xgboost as xgb
+
+    X = pred.transform(df)  # native categoricals need a DMatrix that says so
+    sv = np.asarray(shap.TreeExplainer(pred.booster).shap_values(xgb.DMatrix(X, enable_categorical=True)))
     assert sv.shape == (len(df), len(PREDICTORS), 3)
     assert np.abs(np.transpose(sv, (0, 2, 1)) / pred.temperature - ex.contributions).max() < 1e-4
 

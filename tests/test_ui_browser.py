@@ -81,6 +81,9 @@ def browser(tmp_path_factory):
     driver.quit()
 
 
+SHOTS = Path(os.environ.get("EIH_UI_SHOTS", "")) if os.environ.get("EIH_UI_SHOTS") else None
+
+
 def _wait_for(driver, predicate, timeout=30.0, what="element"):
     deadline = time.time() + timeout
     last = None
@@ -92,11 +95,22 @@ def _wait_for(driver, predicate, timeout=30.0, what="element"):
         except Exception as exc:  # noqa: BLE001 - the SPA re-renders while we look
             last = exc
         time.sleep(0.5)
+    if SHOTS is not None:  # for debugging a changed UI: what the browser showed when it gave up
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(SHOTS / "timeout.png"))
     raise AssertionError(f"timed out waiting for {what} ({last})")
 
 
 def _click(driver, el):
-    driver.execute_script("arguments[0].click()", el)  # popovers may cover the element
+    """A real pointer click (the UI's tabs react to pointer events, not to a synthetic click());
+    a scripted click only when a popover covers the element."""
+    from selenium.common.exceptions import ElementClickInterceptedException, ElementNotInteractableException
+
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", el)
+    try:
+        el.click()
+    except (ElementClickInterceptedException, ElementNotInteractableException):
+        driver.execute_script("arguments[0].click()", el)
 
 
 def test_data_scientist_finds_run_metric_model_card_and_champion(ui_server, browser, trained_model):
