@@ -1,4 +1,4 @@
-"""The cohort data contract, version 1.0 (../shared/contract-v1.md).
+"""The cohort data contract, version 1.0 (docs/contract-v1.md).
 
 `fields.FIELDS` is the single definition of every field; the pandera schema
 (`schema.py`), the pydantic record model of the HTTP API (`record.py`) and every column

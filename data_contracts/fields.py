@@ -2,7 +2,7 @@
 
 Everything else (the pandera DataFrame schema, the pydantic record model of the HTTP
 API, the feature pipeline's column list, the docs) is generated from `FIELDS`.
-Specification: ../shared/contract-v1.md.
+Specification: docs/contract-v1.md.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Every rule of contract 1.0 (../shared/contract-v1.md), each with a passing and a
+"""Every rule of contract 1.0 (docs/contract-v1.md), each with a passing and a
 failing case, checked through `validate_frame`, the one rule engine."""
 
 from __future__ import annotations
