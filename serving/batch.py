@@ -191,7 +191,7 @@ def build_table(ids: pd.Series, P: np.ndarray, risk: np.ndarray, ex, explain: st
         idx, val, tow = top_fields(ex.contributions, top_k)
         for j in range(idx.shape[1]):
             cols += [_labels(idx[:, j], ex.fields), pa.array(np.ascontiguousarray(val[:, j], dtype="float64")),
-                     _labels(tow[:, j], ex.outputs)]
+                     _labels(tow[:, j], RESPONSES)]
     elif explain == "full":
         for k in range(len(ex.outputs)):
             cols += [pa.array(np.ascontiguousarray(ex.margins[:, k], dtype="float64")),

@@ -23,7 +23,13 @@ from features.reference import PSI_FLAG
 
 COLORS = {"hypoalgesia": "#2a9d8f", "no_change": "#b0b0b0", "hyperalgesia": "#e76f51"}
 RISK_COLORS = {"low": "#8ab17d", "moderate": "#e9c46a", "high": "#e76f51"}
-TOWARD = {"hypoalgesia": "toward hypoalgesia", "no_change": "toward no change", "hyperalgesia": "toward hyperalgesia"}
+TOWARD = {"hypoalgesia": "toward hypoalgesia", "no_change": "toward no change", "hyperalgesia": "toward hyperalgesia",
+          "eih_pct": "on the expected change (right = toward hypoalgesia)"}
+
+
+def _units(outputs) -> str:
+    """Units of the model's margins: %-points of the expected change (ordinal model) or log-odds."""
+    return "%-points of expected change" if tuple(outputs) == ("eih_pct",) else "log-odds"
 
 
 @dataclass
@@ -187,7 +193,7 @@ def fig_drivers(d: ReportData, table: pd.DataFrame, top: int = 15) -> str:
         v = t[o].to_numpy()
         ax.barh([_field(f) for f in t["field"]], v, left=left, color=COLORS.get(o, "#6d597a"), label=f"margin of {_label(o)}")
         left += v
-    ax.set_xlabel("mean |contribution| (log-odds), summed over the model's outputs")
+    ax.set_xlabel(f"mean |contribution| ({_units(d.agg.outputs)}), summed over the model's outputs")
     ax.set_title("Main drivers across the cohort")
     ax.legend(frameon=False, loc="lower right")
     return _png(fig)
@@ -248,7 +254,7 @@ def fig_beeswarm(d: ReportData, max_fields: int = 12) -> tuple[str, int]:
         ax.set_yticks(range(len(top)))
         ax.set_yticklabels([_field(agg.fields[j]) for j in top[::-1]])
         ax.axvline(0, color="#555", linewidth=0.6)
-        ax.set_xlabel(f"effect {TOWARD.get(agg.outputs[k], agg.outputs[k])} (log-odds)")
+        ax.set_xlabel(f"effect {TOWARD.get(agg.outputs[k], agg.outputs[k])} ({_units(agg.outputs)})")
         ax.set_title(f"{_label(agg.outputs[k])}")
     sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(0, 1))
     cb = fig.colorbar(sm, ax=axes[0, -1], fraction=0.04, pad=0.02)
@@ -387,14 +393,15 @@ def render(d: ReportData) -> str:
     else:
         basis = (f"all {agg.n_contrib:,} scored rows" if d.explain != "none"
                  else f"a random sample of {agg.n_contrib:,} scored rows (the batch ran without explanations)")
-        parts.append(f"<p>Exact TreeSHAP contributions (log-odds of each model output) of every contract field, "
+        parts.append(f"<p>Exact TreeSHAP contributions ({_units(agg.outputs)} of each model output) of every contract field, "
                      f"averaged in absolute value over {_e(basis)}.</p>")
         parts.append(fig_drivers(d, dt))
         bee, n_s = fig_beeswarm(d)
         if bee:
             parts.append(f"<h3>How each field moves predictions</h3><p>A beeswarm of a random sample of {n_s:,} scored "
-                         "rows: each point is one row, placed by the field's effect on the output relative to the "
-                         "other outputs (right = more likely), coloured by the field's value within the sample.</p>")
+                         "rows: each point is one row, placed by the field's effect on the output (for class margins "
+                         "relative to the other outputs; right = more likely), coloured by the field's value within "
+                         "the sample.</p>")
             parts.append(bee)
         fmt = {o: "{:.4f}" for o in agg.outputs} | {"total": "{:.4f}"}
         parts.append(_table(dt.head(25), fmt, left=("field",),

@@ -1,10 +1,16 @@
 """From exact contributions to what a clinician reads: the top fields and a sentence each.
 
-The model has one margin per outcome and softmax is unchanged by adding the same
-number to every margin, so a field's effect on the probabilities is its contribution
-to each margin minus the mean over the three margins ("centered"). A field pushes
-toward the outcome whose centered contribution is largest, by that amount (log-odds
-units relative to the other outcomes). Used by the HTTP service and the batch scorer.
+Ordinal model (one output, the expected change of the pain threshold in %): a field
+that raises the expected change pushes toward hypoalgesia, one that lowers it toward
+hyperalgesia, by the size of its contribution (percentage points).
+
+Class-margin model (softmax): softmax is unchanged by adding the same number to every
+margin, so a field's effect on the probabilities is its contribution to each margin
+minus the mean over the three margins ("centered"). A field pushes toward the outcome
+whose centered contribution is largest, by that amount (log-odds units relative to the
+other outcomes).
+
+Used by the HTTP service and the batch scorer.
 """
 
 from __future__ import annotations
@@ -113,18 +119,27 @@ def centered(contributions: np.ndarray) -> np.ndarray:
     return contributions - contributions.mean(axis=1, keepdims=True)
 
 
+_HYPO, _HYPER = RESPONSES.index("hypoalgesia"), RESPONSES.index("hyperalgesia")
+
+
 def top_fields(contributions: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per row the k fields with the largest effect: (field index, contribution, toward index), each (n, k)."""
-    c = centered(contributions)
-    toward = c.argmax(axis=1)  # (n, F)
-    strength = np.take_along_axis(c, toward[:, None, :], axis=1)[:, 0, :]  # (n, F)
+    """Per row the k fields with the largest effect: (field index, size of the push, toward
+    index into RESPONSES), each (n, k)."""
+    if contributions.shape[1] == 1:  # ordinal: the sign says which way
+        c = contributions[:, 0, :]
+        toward = np.where(c >= 0, _HYPO, _HYPER)
+        strength = np.abs(c)
+    else:
+        c = centered(contributions)
+        toward = c.argmax(axis=1)  # (n, F), outputs are RESPONSES
+        strength = np.take_along_axis(c, toward[:, None, :], axis=1)[:, 0, :]  # (n, F)
     k = min(k, strength.shape[1])
     idx = np.argsort(-strength, axis=1, kind="stable")[:, :k]
     return idx, np.take_along_axis(strength, idx, axis=1), np.take_along_axis(toward, idx, axis=1)
 
 
-def top_contributions(records: list[dict], fields: tuple[str, ...], contributions: np.ndarray, k: int = 5,
-                      outputs: tuple[str, ...] = RESPONSES) -> list[list[dict]]:
+def top_contributions(records: list[dict], fields: tuple[str, ...], contributions: np.ndarray,
+                      k: int = 5) -> list[list[dict]]:
     """The API's `top_contributions` for each record (values as given)."""
     idx, val, tow = top_fields(contributions, k)
     out = []
@@ -132,7 +147,7 @@ def top_contributions(records: list[dict], fields: tuple[str, ...], contribution
         items = []
         for j in range(idx.shape[1]):
             f = fields[idx[i, j]]
-            toward = outputs[tow[i, j]]
+            toward = RESPONSES[tow[i, j]]
             v = rec.get(f)
             items.append({"field": f, "value": v, "contribution": round(float(val[i, j]), 6), "toward": toward,
                           "statement": statement(f, v, toward, rec)})

@@ -2,11 +2,19 @@
 exact explanations, in one object that the HTTP service, the batch scorer and the
 MLflow pyfunc wrapper all use.
 
+Two model kinds share this runtime (`meta["link"]`):
+
+- `ordinal_normal` (what `eih train` builds): one output, `eih_pct`, the expected change
+  of the pressure pain threshold in percent. The class probabilities follow from it and a
+  residual spread sigma fitted out of fold: P(hypoalgesia) = P(eih >= +t), P(hyperalgesia)
+  = P(eih <= -t) for eih ~ Normal(margin, sigma), t the label threshold.
+- `softmax`: one margin (log-odds) per response class, probabilities by softmax.
+
 Explanations are exact TreeSHAP values computed by XGBoost (`pred_contribs=True`), one
-per contract field, in margin (log-odds) units. Calibration is an affine map of the
-margins (temperature T and a per-class bias b): margin = raw / T + b. Contributions are
-divided by T and b is added to the base value, so base + sum(contributions) equals the
-calibrated margin exactly and the explanation explains the probabilities served.
+per contract field, in the units of each output's margin. Calibration is an affine map of
+the margins (temperature T and a bias b per output): margin = raw / T + b. Contributions
+are divided by T and b is added to the base value, so base + sum(contributions) equals
+the calibrated margin exactly and the explanation explains the probabilities served.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import xgboost as xgb
+from scipy.special import ndtr
 
 from data_contracts.fields import BY_NAME, CONTRACT_MAJOR, RESPONSES
 from features.pipeline import ContractFeatures
@@ -40,10 +49,30 @@ class Explanation:
     fields: tuple[str, ...]
 
 
+SOFTMAX, ORDINAL = "softmax", "ordinal_normal"
+ORDINAL_OUTPUT = "eih_pct"
+
+
 def softmax(m: np.ndarray) -> np.ndarray:
     z = m - m.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
+
+
+def ordinal_proba(mu: np.ndarray, sigma: float, threshold_pct: float) -> np.ndarray:
+    """(n,) expected eih_pct -> (n, 3) P(hypoalgesia, no change, hyperalgesia) for eih ~ N(mu, sigma)."""
+    mu = np.asarray(mu, dtype="float64")
+    hypo = ndtr((mu - threshold_pct) / sigma)
+    hyper = ndtr((-threshold_pct - mu) / sigma)
+    return np.column_stack([hypo, np.clip(1.0 - hypo - hyper, 0.0, 1.0), hyper])
+
+
+def margins_to_proba(margins: np.ndarray, link: str, sigma: float | None = None,
+                     threshold_pct: float | None = None) -> np.ndarray:
+    """Calibrated margins (n, K) -> class probabilities (n, 3) in RESPONSES order."""
+    if link == ORDINAL:
+        return ordinal_proba(margins[:, 0], sigma, threshold_pct)
+    return softmax(margins)
 
 
 class EIHPredictor:
@@ -58,6 +87,8 @@ class EIHPredictor:
         cal = meta.get("calibration", {})
         self.temperature = float(cal.get("temperature", 1.0))
         self.bias = np.asarray(cal.get("bias", [0.0] * len(self.outputs)), dtype="float64")
+        self.link: str = meta.get("link", SOFTMAX)
+        self.sigma = float(cal["sigma"]) if self.link == ORDINAL else None
         names = booster.feature_names
         if names is not None and tuple(names) != self.fields:
             raise ValueError("booster feature names differ from the model's feature list")
@@ -117,10 +148,14 @@ class EIHPredictor:
 
     def margins(self, df: pd.DataFrame) -> np.ndarray:
         raw = self.raw_margins(self.transform(df))
-        return raw / self.temperature + self.bias
+        return raw.reshape(len(raw), -1) / self.temperature + self.bias
+
+    def proba(self, margins: np.ndarray) -> np.ndarray:
+        """Class probabilities (n, 3), RESPONSES order, from calibrated margins."""
+        return margins_to_proba(margins, self.link, self.sigma, self.threshold_pct)
 
     def predict_proba(self, df: pd.DataFrame) -> np.ndarray:
-        return softmax(self.margins(df))
+        return self.proba(self.margins(df))
 
     def explain(self, df: pd.DataFrame) -> Explanation:
         X = self.transform(df)
@@ -140,7 +175,7 @@ class EIHPredictor:
 
     def predict_and_explain(self, df: pd.DataFrame) -> tuple[np.ndarray, Explanation]:
         ex = self.explain(df)
-        return softmax(ex.margins), ex
+        return self.proba(ex.margins), ex
 
     # ---- fast path for parsed records (the HTTP service) -------------------------------
     # One record through pandas (transform + a DataFrame DMatrix) costs about 5 ms of

@@ -13,6 +13,8 @@ import mlflow
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 
+from data_contracts.fields import RESPONSES
+
 
 class EIHPyfunc(PythonModel):
     def load_context(self, context):
@@ -22,7 +24,7 @@ class EIHPyfunc(PythonModel):
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         proba = self.predictor.predict_proba(model_input)
-        return pd.DataFrame(proba, columns=[f"p_{o}" for o in self.predictor.outputs])
+        return pd.DataFrame(proba, columns=[f"p_{r}" for r in RESPONSES])
 
 
 mlflow.models.set_model(EIHPyfunc())

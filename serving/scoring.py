@@ -16,10 +16,9 @@ from typing import Literal
 
 import numpy as np
 
-from data_contracts.fields import CONTRACT_VERSION, PREDICTORS
+from data_contracts.fields import CONTRACT_VERSION, PREDICTORS, RESPONSES
 from serving.explain import top_contributions
 from serving.loading import LoadedModel
-from serving.predictor import softmax
 
 Kind = Literal["predict", "explain"]
 
@@ -42,7 +41,7 @@ class Scorer:
             "contract_version": p.contract_version,
             "label_threshold_pct": p.threshold_pct,
         }
-        self._hyper = self.outputs.index("hyperalgesia") if "hyperalgesia" in self.outputs else None
+        self._hyper = RESPONSES.index("hyperalgesia")
         self._field_pos = {f: j for j, f in enumerate(p.fields)}
 
     # ---- one batch of jobs -----------------------------------------------------------------
@@ -51,20 +50,20 @@ class Scorer:
         p = self.predictor
         X = p.matrix(records)
         ex = p.explain_matrix(X)
-        P = softmax(ex.margins)
+        P = p.proba(ex.margins)
         out: list[bytes] = []
         start = 0
         predict_rows = any(job.kind == "predict" for job in jobs)
         if predict_rows:
-            tops = top_contributions(records, p.fields, ex.contributions, self.top_k, outputs=self.outputs)
+            tops = top_contributions(records, p.fields, ex.contributions, self.top_k)
             missing = p.missing_optional_matrix(X)
             warnings = p.range_warnings_matrix(X)
-            risk = p.risk_level(P[:, self._hyper]) if self._hyper is not None else None
+            risk = p.risk_level(P[:, self._hyper])
         for job in jobs:
             stop = start + len(job.records)
             if job.kind == "predict":
                 items = [self._prediction(job.records[i - start], P[i], tops[i], missing[i], warnings[i],
-                                          None if risk is None else str(risk[i])) for i in range(start, stop)]
+                                          str(risk[i])) for i in range(start, stop)]
                 payload = {"model": self.model_info, "predictions": items}
             else:
                 items = [self._explanation(job.records[i - start], ex.margins[i], ex.base[i], ex.contributions[i])
@@ -78,8 +77,8 @@ class Scorer:
         probs = p.tolist()
         return {
             "subject_id": rec["subject_id"],
-            "probabilities": dict(zip(self.outputs, probs)),
-            "predicted_response": self.outputs[int(np.argmax(p))],
+            "probabilities": dict(zip(RESPONSES, probs)),
+            "predicted_response": RESPONSES[int(np.argmax(p))],
             "hyperalgesia_risk": risk,
             "top_contributions": tops,
             "missing_inputs": missing,
@@ -114,6 +113,8 @@ class Scorer:
             "model": {**self.model_info, "uri": self.loaded.uri, "run_id": self.loaded.run_id},
             "service_contract_version": CONTRACT_VERSION,
             "outputs": list(self.outputs),
+            "link": p.link,
+            "residual_sigma_pct": p.sigma,
             "features": list(p.fields),
             "risk_cutoffs": {k: float(v) for k, v in meta.get("risk_cutoffs", {}).items()},
             "training_metrics": clean(meta.get("training_metrics", {})),

@@ -271,9 +271,7 @@ def test_full_explanations_in_csv_are_additive(batch_env, scored):
         C = out[[f"contrib_{o}__{f}" for f in pred.fields]].to_numpy()
         np.testing.assert_allclose(out[f"base_{o}"] + C.sum(axis=1), out[f"margin_{o}"], atol=1e-4)
     margins = out[[f"margin_{o}" for o in pred.outputs]].to_numpy()
-    from serving.predictor import softmax
-
-    np.testing.assert_allclose(softmax(margins), out[[f"p_{r}" for r in RESPONSES]].to_numpy(), atol=1e-9)
+    np.testing.assert_allclose(pred.proba(margins), out[[f"p_{r}" for r in RESPONSES]].to_numpy(), atol=1e-9)
 
 
 def test_one_record_equals_predict_and_explain(batch_env, tmp_path):
@@ -291,8 +289,9 @@ def test_one_record_equals_predict_and_explain(batch_env, tmp_path):
         P, ex = batch_env.predictor.predict_and_explain(validate_frame(pd.read_csv(src)).valid)
         assert [row[f"p_{r}"] for r in RESPONSES] == list(P[0])
         if explain == "full":
-            assert row["margin_hyperalgesia"] == ex.margins[0, 2]
-            assert row["contrib_hypoalgesia__cpm_pct"] == ex.contributions[0, 0, ex.fields.index("cpm_pct")]
+            last = ex.outputs[-1]
+            assert row[f"margin_{last}"] == ex.margins[0, -1]
+            assert row[f"contrib_{ex.outputs[0]}__cpm_pct"] == ex.contributions[0, 0, ex.fields.index("cpm_pct")]
         else:
             idx, val, tow = top_fields(ex.contributions, 3)
             assert [row[f"top{i + 1}_field"] for i in range(3)] == [ex.fields[j] for j in idx[0]]

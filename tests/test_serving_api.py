@@ -23,6 +23,7 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import norm
 
 from data_contracts.examples import EXAMPLE_RECORD
 from data_contracts.fields import PREDICTORS, RESPONSES
@@ -115,7 +116,8 @@ def test_metadata(server):
     assert meta.model.name == "eih-responder" and meta.model.version and meta.model.uri == server.uri
     assert meta.model.contract_version == meta.service_contract_version == "1.0"
     assert meta.model.label_threshold_pct == 10.0
-    assert meta.features == list(PREDICTORS) and meta.outputs == list(RESPONSES)
+    assert meta.features == list(PREDICTORS) and meta.outputs == ["eih_pct"]
+    assert meta.link == "ordinal_normal" and 5 < meta.residual_sigma_pct < 40
     assert "test_log_loss" in meta.training_metrics and set(meta.risk_cutoffs) == {"moderate", "high"}
 
 
@@ -148,15 +150,18 @@ def test_explain_is_additive_and_explains_the_served_probabilities(server, cohor
     assert r.status_code == 200
     body = ExplainResponse.model_validate(r.json())
     pred = _post(server, "/predict", records).json()["predictions"]
+    meta = server.client.get("/metadata").json()
     for rec, e, p in zip(records, body.explanations, pred):
         assert e.subject_id == rec["subject_id"] == p["subject_id"]
-        assert set(e.margins) == set(e.base_values) == set(e.contributions) == set(RESPONSES)
-        for o in RESPONSES:
-            assert set(e.contributions[o]) == set(PREDICTORS)
-            assert abs(e.base_values[o] + sum(e.contributions[o].values()) - e.margins[o]) < 1e-9
-        m = np.array([e.margins[o] for o in RESPONSES])
-        soft = np.exp(m - m.max()) / np.exp(m - m.max()).sum()
-        assert np.allclose(soft, [p["probabilities"][o] for o in RESPONSES], atol=1e-12)
+        assert set(e.margins) == set(e.base_values) == set(e.contributions) == {"eih_pct"}
+        assert set(e.contributions["eih_pct"]) == set(PREDICTORS)
+        m = e.margins["eih_pct"]
+        assert abs(e.base_values["eih_pct"] + sum(e.contributions["eih_pct"].values()) - m) < 1e-9
+        # the documented link: eih_pct ~ Normal(margin, sigma), hypoalgesia beyond +t, hyperalgesia beyond -t
+        t, sigma = meta["model"]["label_threshold_pct"], meta["residual_sigma_pct"]
+        expected = [1 - norm.cdf((t - m) / sigma), norm.cdf((t - m) / sigma) - norm.cdf((-t - m) / sigma),
+                    norm.cdf((-t - m) / sigma)]
+        assert np.allclose(expected, [p["probabilities"][o] for o in RESPONSES], atol=1e-12)
 
 
 def test_agrees_with_eih_score(server, cohort_records, tmp_path, cli_runner):
@@ -175,6 +180,7 @@ def test_agrees_with_eih_score(server, cohort_records, tmp_path, cli_runner):
         row = scores.iloc[i]
         for o in RESPONSES:
             assert p["probabilities"][o] == pytest.approx(row[f"p_{o}"], abs=1e-12)
+        for o in e["margins"]:
             assert e["margins"][o] == pytest.approx(row[f"margin_{o}"], abs=1e-12)
             assert e["base_values"][o] == pytest.approx(row[f"base_{o}"], abs=1e-12)
             for f in PREDICTORS:  # the scores file stores contributions as float32

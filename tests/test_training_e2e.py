@@ -34,7 +34,8 @@ def test_run_metrics_tags_params_and_dataset(trained_model, client):
         assert key in m, key
     assert run.data.tags["contract_version"] == CONTRACT_VERSION
     assert run.data.tags["label_threshold_pct"] == "10"
-    assert run.data.params["n_trials"] == "3"
+    assert run.data.params["n_trials"] == "3" and run.data.params["model"] == "ordinal"
+    assert 5 < m["residual_sigma_pct"] < 40  # the ordinal model's spread of eih_pct around its expectation (%-points)
     assert int(run.data.params["n_train"]) + int(run.data.params["n_test"]) == int(run.data.params["n_rows"])
     lo, hi = m["test_log_loss_ci_low"], m["test_log_loss_ci_high"]
     assert lo < m["test_log_loss"] < hi
@@ -66,7 +67,7 @@ def test_nested_search_runs(trained_model, client):
 def test_artifacts_and_model_card(trained_model, client, tmp_path):
     run_id = trained_model.result.run_id
     names = {a.path for a in client.list_artifacts(run_id, "report")}
-    for expected in ("report/shap_summary_hyperalgesia.png", "report/calibration_curves.png",
+    for expected in ("report/shap_summary_eih_pct.png", "report/calibration_curves.png",
                      "report/confusion_matrix.png", "report/model_card.md", "report/subgroup_metrics.csv"):
         assert expected in names
     card = open(client.download_artifacts(run_id, "report/model_card.md", str(tmp_path))).read()
@@ -110,8 +111,8 @@ def test_pyfunc_and_predictor_agree_and_explanations_are_exact(trained_model):
 
     X = pred.transform(df)  # native categoricals need a DMatrix that says so
     sv = np.asarray(shap.TreeExplainer(pred.booster).shap_values(xgb.DMatrix(X, enable_categorical=True)))
-    assert sv.shape == (len(df), len(PREDICTORS), 3)
-    assert np.abs(np.transpose(sv, (0, 2, 1)) / pred.temperature - ex.contributions).max() < 1e-4
+    assert pred.outputs == ("eih_pct",) and sv.shape == (len(df), len(PREDICTORS))  # the ordinal model: one output
+    assert np.abs(sv / pred.temperature - ex.contributions[:, 0, :]).max() < 1e-4
 
 
 def test_same_data_and_seed_give_same_metrics(trained_model, tmp_path):
@@ -186,3 +187,29 @@ def test_cli_train_rejects_bad_input(tmp_path, cli_runner):
     assert "missing required column" in r.output
     r = cli_runner.invoke(app, ["train", "--data", str(tmp_path / "missing.parquet")])
     assert r.exit_code == 2 and "no such file" in r.output
+
+
+def test_multiclass_kind_trains_a_softmax_model_with_exact_explanations(trained_model, client):
+    """`model = "multiclass"` (one softmax margin per class) is the comparison kind: it trains,
+    registers under its own name, and serves probabilities that are the softmax of its
+    explained margins."""
+    from rich.console import Console
+
+    from serving.loading import load_model
+    from serving.predictor import softmax
+    from training.config import TrainConfig
+    from training.train import train
+
+    cfg = TrainConfig(model="multiclass", n_trials=2, cv_folds=3, bootstrap=20, max_rounds=200)
+    res = train(trained_model.cohort.path, oracle=trained_model.cohort.oracle_path, cfg=cfg, seed=5,
+                experiment="eih-multiclass", registered_model="eih-multiclass", console=Console(quiet=True))
+    run = client.get_run(res.run_id)
+    assert run.data.params["model"] == "multiclass" and "residual_sigma_pct" not in run.data.metrics
+    pred = load_model("models:/eih-multiclass@champion").predictor
+    assert pred.link == "softmax" and pred.outputs == tuple(RESPONSES)
+    df = trained_model.cohort.frame.head(200)
+    P, ex = pred.predict_and_explain(df)
+    assert np.abs(ex.base + ex.contributions.sum(axis=2) - ex.margins).max() < 1e-4
+    assert np.allclose(P, softmax(ex.margins), atol=1e-12) and np.allclose(P.sum(axis=1), 1)
+    assert {a.path for a in client.list_artifacts(res.run_id, "report")} >= {
+        "report/shap_summary_hyperalgesia.png", "report/shap_summary_hypoalgesia.png"}

@@ -10,6 +10,7 @@ import xgboost as xgb
 
 from data_contracts.examples import EXAMPLE_RECORD
 from data_contracts.fields import PREDICTORS
+from data_contracts.labels import response_codes
 from features.pipeline import ContractFeatures, LinearDesign
 from features.reference import build_reference, psi
 from serving.predictor import ContractVersionError, EIHPredictor, softmax
@@ -92,12 +93,41 @@ def test_fit_calibration_recovers_temperature():
     rng = np.random.default_rng(3)
     true_m = rng.normal(0, 1, size=(20000, 3))
     y = np.array([rng.choice(3, p=p) for p in softmax(true_m)])
-    T, b, before, after = tune.fit_calibration(true_m * 2.0, y)
-    assert T == pytest.approx(2.0, rel=0.1)
-    assert after < before
-    T1, _, b1, a1 = tune.fit_calibration(true_m, y)
-    assert T1 == pytest.approx(1.0, rel=0.1)
-    assert b1 - a1 < 0.002
+    cal = tune.fit_calibration(true_m * 2.0, y, "softmax", 10.0)
+    assert cal.temperature == pytest.approx(2.0, rel=0.1) and cal.sigma is None
+    assert cal.log_loss_after < cal.log_loss_before
+    cal1 = tune.fit_calibration(true_m, y, "softmax", 10.0)
+    assert cal1.temperature == pytest.approx(1.0, rel=0.1)
+    assert cal1.log_loss_before - cal1.log_loss_after < 0.002
+
+
+def test_ordinal_calibration_recovers_the_residual_spread_and_a_shift():
+    rng = np.random.default_rng(4)
+    mu = rng.normal(8, 12, size=30000)
+    eih = mu + rng.normal(0, 18, size=mu.size)
+    y = response_codes(eih, 10.0)
+    cal = tune.fit_calibration(mu[:, None], y, "ordinal_normal", 10.0, target=eih)
+    assert cal.sigma_alone == pytest.approx(18, rel=0.05)
+    assert cal.log_loss_before - cal.log_loss_after < 0.002  # nothing left to correct
+    # a model whose predictions are 5 points too low and twice too spread is corrected by T and b
+    off = tune.fit_calibration((mu[:, None] - 5) * 2, y, "ordinal_normal", 10.0, target=eih)
+    assert off.temperature == pytest.approx(2.0, rel=0.1) and off.bias[0] == pytest.approx(5, abs=1.0)
+    assert off.sigma == pytest.approx(18, rel=0.05) and off.log_loss_after < off.log_loss_before - 0.005
+    same = off.identity()
+    assert same.temperature == 1.0 and same.bias[0] == 0.0 and same.sigma == off.sigma_alone
+
+
+def test_ordinal_probabilities_follow_the_expected_change():
+    from serving.predictor import ordinal_proba
+
+    mu = np.linspace(-60, 60, 121)
+    P = ordinal_proba(mu, 18.0, 10.0)
+    assert P.shape == (121, 3) and np.allclose(P.sum(axis=1), 1) and (P >= 0).all()
+    assert (np.diff(P[:, 0]) > 0).all() and (np.diff(P[:, 2]) < 0).all()  # hypo up, hyper down with mu
+    from scipy.stats import norm
+
+    assert P[60, 0] == pytest.approx(P[60, 2]) and P[60, 1] == pytest.approx(2 * norm.cdf(10 / 18) - 1, abs=1e-12)
+    assert P[70, 2] == pytest.approx(norm.cdf((-10 - 10) / 18), abs=1e-12)  # mu +10: P(eih <= -10)
 
 
 def test_choose_prefers_cheapest_within_tolerance():
@@ -105,7 +135,8 @@ def test_choose_prefers_cheapest_within_tolerance():
          tune.Trial(2, {"max_depth": 2}, 0.950, 50, 1e3)]
     assert tune.choose(t, 0.01).number == 1
     assert tune.choose(t, 0.0).number == 0
-    assert tune.explain_cost({"max_depth": 3}, 100) == 100 * 3 * 8 * 9
+    assert tune.explain_cost({"max_depth": 3}, 100, 3) == 100 * 3 * 8 * 9
+    assert tune.explain_cost({"max_depth": 3}, 100, 1) == 100 * 8 * 9
 
 
 # ---- splits ------------------------------------------------------------------------------

@@ -25,6 +25,10 @@ class SearchSpace:
 @dataclass(frozen=True)
 class TrainConfig:
     label_threshold_pct: float = DEFAULT_THRESHOLD_PCT
+    model: str = "ordinal"
+    """`ordinal`: XGBoost regression of the measured eih_pct, class probabilities from a normal
+    residual fitted out of fold (one output: uses the continuous outcome, not only its label).
+    `multiclass`: one softmax margin per response class, fitted to the labels."""
     test_fraction: float = 0.2
     cv_folds: int = 4
     n_trials: int = 30
@@ -47,6 +51,9 @@ class TrainConfig:
         return d
 
 
+MODEL_KINDS = ("ordinal", "multiclass")
+
+
 def load_config(path: str | Path | None = None, **overrides) -> TrainConfig:
     cfg = TrainConfig()
     data: dict = {}
@@ -62,4 +69,7 @@ def load_config(path: str | Path | None = None, **overrides) -> TrainConfig:
     if "search" in data:
         s = {k: tuple(v) for k, v in data.pop("search").items()}
         data["search"] = replace(SearchSpace(), **s)
-    return replace(cfg, **data)
+    cfg = replace(cfg, **data)
+    if cfg.model not in MODEL_KINDS:
+        raise ValueError(f"model must be one of {', '.join(MODEL_KINDS)}")
+    return cfg

@@ -23,7 +23,8 @@ def _numeric(X: pd.DataFrame) -> np.ndarray:
     return np.column_stack(cols)
 
 
-def shap_summary(contributions: np.ndarray, base: np.ndarray, X: pd.DataFrame, output: int, path: str, max_display: int = 15) -> None:
+def shap_summary(contributions: np.ndarray, base: np.ndarray, X: pd.DataFrame, output: int, title: str, path: str,
+                 max_display: int = 15) -> None:
     """Beeswarm of exact per-field contributions to one output's margin (drawn by shap)."""
     import shap
 
@@ -36,7 +37,7 @@ def shap_summary(contributions: np.ndarray, base: np.ndarray, X: pd.DataFrame, o
     plt.figure()
     shap.plots.beeswarm(exp, max_display=max_display, show=False)
     fig = plt.gcf()
-    fig.suptitle(f"Contributions to the {RESPONSES[output]} margin (log-odds), exact TreeSHAP", fontsize=10)
+    fig.suptitle(title, fontsize=10)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close("all")
 

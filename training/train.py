@@ -144,7 +144,7 @@ def train(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from eih.settings import CHAMPION_ALIAS, configure_mlflow, get_or_create_experiment
-    from serving.predictor import EIHPredictor, softmax
+    from serving.predictor import ORDINAL_OUTPUT, EIHPredictor, margins_to_proba
 
     cfg = cfg or TrainConfig()
     console = console or Console()
@@ -170,6 +170,11 @@ def train(
     feats = ContractFeatures().fit(df)
     X = feats.transform(df)
     Xtr, Xte, ytr, yte = X.iloc[tr], X.iloc[te], y[tr], y[te]
+    # what the booster learns: the measured eih_pct (ordinal) or the class code (multiclass)
+    target = eih_pct(df).to_numpy(dtype="float64") if cfg.model == "ordinal" else y.astype("float64")
+    ttr = target[tr]
+    link, n_out = tune.link(cfg), tune.n_outputs(cfg)
+    outputs = [ORDINAL_OUTPUT] if n_out == 1 else list(RESPONSES)
     dtr, dte = df.iloc[tr], df.iloc[te]
     folds = cv_folds(dtr, ytr, cfg.cv_folds, seed)
     console.print(f"split: {split.description}; {len(tr)} training rows in {len(folds)} CV folds, {len(te)} test rows")
@@ -205,10 +210,9 @@ def train(
                 best_so_far[0] = min(best_so_far[0], t.cv_log_loss)
                 prog.update(task, advance=1, best=f"{best_so_far[0]:.4f}")
 
-            trials = tune.search(Xtr, ytr, folds, cfg, seed, on_trial=on_trial)
+            trials = tune.search(Xtr, ttr, folds, cfg, seed, on_trial=on_trial)
         chosen = tune.choose(trials, cfg.cost_tolerance)
         best = min(trials, key=lambda t: t.cv_log_loss)
-        params = {**tune.base_params(cfg, seed), **chosen.params}
         console.print(
             f"chosen: trial {chosen.number} (depth {chosen.params['max_depth']}, {chosen.n_rounds} rounds, "
             f"CV log-loss {chosen.cv_log_loss:.4f}; best {best.cv_log_loss:.4f} at cost {best.cost:.0f} vs {chosen.cost:.0f})"
@@ -218,39 +222,49 @@ def train(
         mlflow.log_metrics({"cv_log_loss_chosen": chosen.cv_log_loss, "cv_log_loss_best": best.cv_log_loss,
                             "explain_cost_chosen": chosen.cost, "explain_cost_best": best.cost})
 
-        # ---- calibration check on out-of-fold margins --------------------------------
-        with console.status("checking calibration on out-of-fold predictions"):
-            oof = tune.oof_margins(Xtr, ytr, folds, params, chosen.n_rounds)
-            T, b, ll_before, ll_after = tune.fit_calibration(oof, ytr)
-            apply = (ll_before - ll_after) >= cfg.calibration_min_gain
-            if not apply:
-                T, b = 1.0, np.zeros(3)
-            ece_before = metrics.ece(ytr, softmax(oof))
-            ece_after = metrics.ece(ytr, softmax(oof / T + b))
-        mlflow.log_metrics({"oof_log_loss_uncalibrated": ll_before, "oof_log_loss_calibrated": ll_after if apply else ll_before,
-                            "oof_ece_uncalibrated": ece_before, "oof_ece_calibrated": ece_after,
-                            "calibration_temperature": T})
+        # ---- calibration on out-of-fold margins ------------------------------------------
+        def calibrate(trial: tune.Trial) -> tuple[dict, np.ndarray, tune.Calibration, tune.Calibration, bool]:
+            p = {**tune.base_params(cfg, seed), **trial.params}
+            oof = tune.oof_margins(Xtr, ttr, folds, p, trial.n_rounds, n_out)
+            fitted = tune.fit_calibration(oof, ytr, link, cfg.label_threshold_pct, target=ttr)
+            apply = (fitted.log_loss_before - fitted.log_loss_after) >= cfg.calibration_min_gain
+            return p, oof, fitted, (fitted if apply else fitted.identity()), apply
+
+        with console.status("calibrating on out-of-fold predictions"):
+            params, oof, fitted, cal, apply = calibrate(chosen)
+            plain = fitted.identity()
+            ece_before = metrics.ece(ytr, margins_to_proba(oof, link, plain.sigma, cfg.label_threshold_pct))
+            ece_after = metrics.ece(ytr, margins_to_proba(oof / cal.temperature + cal.bias, link, cal.sigma,
+                                                          cfg.label_threshold_pct))
+        cal_metrics = {"oof_log_loss_uncalibrated": fitted.log_loss_before, "oof_log_loss_calibrated": cal.log_loss_after,
+                       "oof_ece_uncalibrated": ece_before, "oof_ece_calibrated": ece_after,
+                       "calibration_temperature": cal.temperature}
+        if cal.sigma is not None:
+            cal_metrics["residual_sigma_pct"] = cal.sigma
+        mlflow.log_metrics(cal_metrics)
         mlflow.log_param("calibration_applied", bool(apply))
+        spread = f"residual spread {cal.sigma:.1f} %-points; " if cal.sigma is not None else ""
         console.print(
-            f"calibration: out-of-fold ECE {ece_before:.4f}; "
-            + (f"temperature {T:.3f} and class bias applied (log-loss {ll_before:.4f} -> {ll_after:.4f})" if apply
-               else "no correction needed")
+            f"calibration: {spread}out-of-fold ECE {ece_before:.4f}; "
+            + (f"temperature {cal.temperature:.3f} and bias applied (log-loss {fitted.log_loss_before:.4f} -> "
+               f"{fitted.log_loss_after:.4f})" if apply else "no further correction needed")
         )
 
         # ---- final model ------------------------------------------------------------
         with console.status("fitting the final model"):
-            booster = tune.fit_final(Xtr, ytr, params, chosen.n_rounds)
+            booster = tune.fit_final(Xtr, ttr, params, chosen.n_rounds)
             meta = {
                 "contract_version": CONTRACT_VERSION,
                 "label_threshold_pct": cfg.label_threshold_pct,
                 "features": list(X.columns),
-                "outputs": list(RESPONSES),
-                "calibration": {"temperature": T, "bias": [float(v) for v in b], "applied": bool(apply)},
+                "link": link,
+                "outputs": outputs,
+                "calibration": cal.to_meta(apply),
                 "risk_cutoffs": {"moderate": cfg.risk_moderate, "high": cfg.risk_high},
                 "reference": build_reference(Xtr),
                 "class_prior": [float(v) for v in np.bincount(ytr, minlength=3) / len(ytr)],
                 "model_shape": {"max_depth": chosen.params["max_depth"], "n_rounds": chosen.n_rounds,
-                                "n_outputs": 3, "explain_cost_proxy": chosen.cost},
+                                "n_outputs": n_out, "explain_cost_proxy": chosen.cost},
                 "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "seed": seed,
             }
@@ -260,7 +274,7 @@ def train(
             ref_ex = predictor.explain(dtr.iloc[: min(len(dtr), 5000)])
             meta["attribution_reference"] = {
                 f"{o}__{f}": numeric_reference(ref_ex.contributions[:, k, j], n_bins=10)
-                for k, o in enumerate(RESPONSES) for j, f in enumerate(predictor.fields)
+                for k, o in enumerate(predictor.outputs) for j, f in enumerate(predictor.fields)
             }
             explain_rps = _explain_rows_per_s(predictor, dte)
             meta["model_shape"]["explain_rows_per_s_measured"] = explain_rps
@@ -287,6 +301,17 @@ def train(
                     logged["null_test_log_loss"], logged["test_log_loss"], logged["oracle_test_log_loss"]
                 )
                 logged["auroc_ratio_to_oracle"] = logged["test_auroc_macro"] / logged["oracle_test_auroc_macro"]
+            if best.number != chosen.number:
+                # what the cheaper-to-explain choice costs: the best CV candidate, fitted the same way
+                bp, _, _, bcal, _ = calibrate(best)
+                braw = tune.fit_final(Xtr, ttr, bp, best.n_rounds).predict(tune.dmatrix(Xte), output_margin=True)
+                bP = margins_to_proba(braw.reshape(len(te), n_out) / bcal.temperature + bcal.bias, link, bcal.sigma,
+                                      cfg.label_threshold_pct)
+                logged["best_cv_candidate_test_log_loss"] = metrics.log_loss(yte, bP)
+                if oracle_P is not None:
+                    logged["best_cv_candidate_oracle_capture"] = metrics.oracle_capture(
+                        logged["null_test_log_loss"], logged["best_cv_candidate_test_log_loss"],
+                        logged["oracle_test_log_loss"])
                 logged["baseline_logreg_oracle_capture"] = metrics.oracle_capture(
                     logged["null_test_log_loss"], logged["baseline_logreg_test_log_loss"], logged["oracle_test_log_loss"]
                 )
@@ -305,8 +330,14 @@ def train(
             art.mkdir()
             n_plot = min(len(dte), 2000)
             Xte_plot = Xte.iloc[:n_plot]
-            plots.shap_summary(ex.contributions[:n_plot], ex.base[:n_plot], Xte_plot, 2, str(art / "shap_summary_hyperalgesia.png"))
-            plots.shap_summary(ex.contributions[:n_plot], ex.base[:n_plot], Xte_plot, 0, str(art / "shap_summary_hypoalgesia.png"))
+            for k, o in enumerate(predictor.outputs):
+                if o == "no_change":
+                    continue
+                title = ("Contributions to the expected change of the pain threshold (%-points; right = toward "
+                         "hypoalgesia), exact TreeSHAP" if o == ORDINAL_OUTPUT
+                         else f"Contributions to the {o} margin (log-odds), exact TreeSHAP")
+                plots.shap_summary(ex.contributions[:n_plot], ex.base[:n_plot], Xte_plot, k, title,
+                                   str(art / f"shap_summary_{o}.png"))
             extra = {"logistic regression": base["logreg"]}
             if oracle_P is not None:
                 extra["oracle (truth)"] = oracle_P[te]
@@ -393,5 +424,6 @@ def summarize(result: TrainResult) -> str:
     m = result.metrics
     keys = ["test_log_loss", "test_auroc_macro", "test_brier", "test_ece", "null_test_log_loss",
             "baseline_logreg_test_log_loss", "baseline_cpm_rule_test_log_loss", "baseline_psychosocial_rule_test_log_loss",
-            "oracle_test_log_loss", "oracle_test_auroc_macro", "oracle_capture", "auroc_ratio_to_oracle", "explain_rows_per_s"]
+            "oracle_test_log_loss", "oracle_test_auroc_macro", "oracle_capture", "auroc_ratio_to_oracle",
+            "best_cv_candidate_test_log_loss", "best_cv_candidate_oracle_capture", "explain_rows_per_s"]
     return json.dumps({k: round(m[k], 4) for k in keys if k in m}, indent=1)

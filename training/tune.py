@@ -2,9 +2,13 @@
 explanation cost as a tie-breaker, and the out-of-fold calibration check.
 
 Each trial runs K-fold cross-validation with early stopping (xgb.cv on the training
-split only). Among trials whose CV log-loss is within `cost_tolerance` (relative) of the
-best, the one that is cheapest to explain wins. Exact TreeSHAP costs about
-O(trees x leaves x depth^2) per row; the proxy is rounds x classes x 2^depth x depth^2.
+split only), scored by the three-class log-loss for both model kinds (the ordinal
+model's regression is turned into class probabilities with the fold's residual spread).
+Among trials whose CV log-loss is within `cost_tolerance` (relative) of the best, the one
+that is cheapest to explain wins. Exact TreeSHAP costs about O(trees x leaves x depth^2)
+per row; the proxy is rounds x outputs x 2^depth x depth^2.
+
+The target is the class code (multiclass) or the measured eih_pct (ordinal).
 """
 
 from __future__ import annotations
@@ -18,9 +22,20 @@ import pandas as pd
 import xgboost as xgb
 from scipy.optimize import minimize
 
+from data_contracts.labels import response_codes
+from serving.predictor import ORDINAL, SOFTMAX, margins_to_proba
 from training.config import TrainConfig
 
 K = 3
+CV_METRIC = "class_logloss"
+
+
+def link(cfg: TrainConfig) -> str:
+    return ORDINAL if cfg.model == "ordinal" else SOFTMAX
+
+
+def n_outputs(cfg: TrainConfig) -> int:
+    return 1 if cfg.model == "ordinal" else K
 
 
 @dataclass
@@ -32,21 +47,36 @@ class Trial:
     cost: float
 
 
-def explain_cost(params: dict, n_rounds: int, n_outputs: int = K) -> float:
+def explain_cost(params: dict, n_rounds: int, n_outputs: int) -> float:
     d = int(params["max_depth"])
     return float(n_rounds * n_outputs * (2**d) * d * d)
 
 
 def base_params(cfg: TrainConfig, seed: int) -> dict:
-    return {
-        "objective": "multi:softprob",
-        "num_class": K,
-        "eval_metric": "mlogloss",
-        "tree_method": "hist",
-        "max_cat_to_onehot": 1,
-        "nthread": cfg.nthread,
-        "seed": seed,
-    }
+    common = {"tree_method": "hist", "max_cat_to_onehot": 1, "nthread": cfg.nthread, "seed": seed}
+    if cfg.model == "ordinal":
+        return {**common, "objective": "reg:squarederror", "disable_default_eval_metric": 1}
+    return {**common, "objective": "multi:softprob", "num_class": K, "disable_default_eval_metric": 1}
+
+
+def class_log_loss(P: np.ndarray, y: np.ndarray) -> float:
+    return float(-np.mean(np.log(np.clip(P[np.arange(len(y)), y], 1e-15, 1.0))))
+
+
+def cv_metric(cfg: TrainConfig) -> Callable:
+    """xgb.cv metric: three-class log-loss of a fold's predictions (lower is better)."""
+    t = cfg.label_threshold_pct
+
+    def metric(predt: np.ndarray, dmat: xgb.DMatrix) -> tuple[str, float]:
+        label = dmat.get_label()
+        if cfg.model == "ordinal":
+            mu = predt.reshape(-1)
+            sigma = float(np.sqrt(np.mean((label - mu) ** 2)))  # the fold's residual spread
+            return CV_METRIC, class_log_loss(margins_to_proba(mu[:, None], ORDINAL, sigma, t),
+                                             response_codes(label, t))
+        return CV_METRIC, class_log_loss(predt.reshape(len(label), K), label.astype("int64"))
+
+    return metric
 
 
 def dmatrix(X: pd.DataFrame, y: np.ndarray | None = None) -> xgb.DMatrix:
@@ -68,14 +98,15 @@ def suggest(trial: optuna.Trial, cfg: TrainConfig) -> dict:
 
 def search(
     X: pd.DataFrame,
-    y: np.ndarray,
+    target: np.ndarray,
     folds: list[tuple[np.ndarray, np.ndarray]],
     cfg: TrainConfig,
     seed: int,
     on_trial: Callable[[Trial], None] | None = None,
 ) -> list[Trial]:
     """Run the search; returns every trial (for logging)."""
-    dtrain = dmatrix(X, y)
+    dtrain = dmatrix(X, target)
+    metric = cv_metric(cfg)
     trials: list[Trial] = []
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(8, cfg.n_trials))
@@ -94,12 +125,14 @@ def search(
             num_boost_round=cfg.max_rounds,
             folds=folds,
             early_stopping_rounds=cfg.early_stopping_rounds,
+            custom_metric=metric,
             seed=seed,
             verbose_eval=False,
         )
-        best = int(res["test-mlogloss-mean"].idxmin())
-        ll = float(res["test-mlogloss-mean"].iloc[best])
-        t = Trial(trial.number, suggest_params_only(params), ll, best + 1, explain_cost(params, best + 1))
+        col = res[f"test-{CV_METRIC}-mean"]
+        best = int(np.argmin(col.to_numpy()))
+        ll = float(col.iloc[best])
+        t = Trial(trial.number, suggest_params_only(params), ll, best + 1, explain_cost(params, best + 1, n_outputs(cfg)))
         trials.append(t)
         if on_trial:
             on_trial(t)
@@ -121,43 +154,70 @@ def choose(trials: list[Trial], tolerance: float) -> Trial:
     return min(near, key=lambda t: (t.cost, t.cv_log_loss, t.number))
 
 
-def oof_margins(X: pd.DataFrame, y: np.ndarray, folds, params: dict, n_rounds: int) -> np.ndarray:
-    """Out-of-fold raw margins of one configuration (for the calibration check)."""
-    out = np.zeros((len(X), K))
+def oof_margins(X: pd.DataFrame, target: np.ndarray, folds, params: dict, n_rounds: int, n_out: int) -> np.ndarray:
+    """Out-of-fold raw margins (n, n_out) of one configuration (for the calibration)."""
+    out = np.zeros((len(X), n_out))
     for tr, va in folds:
-        b = xgb.train(params, dmatrix(X.iloc[tr], y[tr]), num_boost_round=n_rounds)
-        out[va] = b.predict(dmatrix(X.iloc[va]), output_margin=True)
+        b = xgb.train(params, dmatrix(X.iloc[tr], target[tr]), num_boost_round=n_rounds)
+        out[va] = b.predict(dmatrix(X.iloc[va]), output_margin=True).reshape(len(va), n_out)
     return out
 
 
-def fit_final(X: pd.DataFrame, y: np.ndarray, params: dict, n_rounds: int) -> xgb.Booster:
-    return xgb.train(params, dmatrix(X, y), num_boost_round=n_rounds)
+def fit_final(X: pd.DataFrame, target: np.ndarray, params: dict, n_rounds: int) -> xgb.Booster:
+    return xgb.train(params, dmatrix(X, target), num_boost_round=n_rounds)
 
 
-def _softmax(m):
-    z = m - m.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+@dataclass
+class Calibration:
+    """margin = raw / temperature + bias; sigma: the ordinal model's residual spread."""
+    temperature: float
+    bias: np.ndarray
+    sigma: float | None
+    log_loss_before: float  # out of fold, without temperature and bias
+    log_loss_after: float  # with them
+    sigma_alone: float | None = None  # ordinal: the spread fitted without temperature and bias
+
+    def to_meta(self, applied: bool) -> dict:
+        d = {"temperature": self.temperature, "bias": [float(v) for v in self.bias], "applied": bool(applied)}
+        if self.sigma is not None:
+            d["sigma"] = self.sigma
+        return d
+
+    def identity(self) -> "Calibration":
+        """The same without temperature and bias (when the correction is not worth applying)."""
+        return Calibration(1.0, np.zeros_like(self.bias), self.sigma_alone, self.log_loss_before, self.log_loss_before,
+                           self.sigma_alone)
 
 
-def _ll(m, y):
-    p = _softmax(m)
-    return -np.mean(np.log(np.clip(p[np.arange(len(y)), y], 1e-15, 1)))
+def _nelder_mead(f, x0):
+    return minimize(f, x0=np.asarray(x0, dtype="float64"), method="Nelder-Mead",
+                    options={"xatol": 1e-6, "fatol": 1e-9, "maxiter": 4000})
 
 
-def fit_calibration(margins: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray, float, float]:
-    """Temperature T and class bias b minimizing log-loss of softmax(m / T + b).
+def fit_calibration(margins: np.ndarray, y: np.ndarray, link_kind: str, threshold_pct: float,
+                    target: np.ndarray | None = None) -> Calibration:
+    """Out-of-fold calibration minimizing the three-class log-loss.
 
-    Returns (T, b, log-loss before, log-loss after). An affine map of the margins keeps
-    explanations exact (contributions scale by 1/T, b joins the base value)."""
-    before = _ll(margins, y)
+    softmax: temperature T and class bias b of softmax(m / T + b) (before = T 1, b 0).
+    ordinal: the residual spread sigma always (it is part of the model; started from the
+    residual SD of `target`, the measured eih_pct), then T and b of m / T + b on top (before
+    = sigma alone). An affine map of the margins keeps explanations exact (contributions
+    scale by 1/T, b joins the base value)."""
+    if link_kind == SOFTMAX:
+        def ll(T, b):
+            return class_log_loss(margins_to_proba(margins / T + b, SOFTMAX), y)
 
-    def f(theta):
-        T = np.exp(theta[0])
-        b = np.array([theta[1], theta[2], 0.0])
-        return _ll(margins / T + b, y)
+        before = ll(1.0, np.zeros(K))
+        res = _nelder_mead(lambda th: ll(np.exp(th[0]), np.array([th[1], th[2], 0.0])), np.zeros(3))
+        b = np.array([res.x[1], res.x[2], 0.0])
+        return Calibration(float(np.exp(res.x[0])), b, None, before, float(res.fun))
 
-    res = minimize(f, x0=np.zeros(3), method="Nelder-Mead", options={"xatol": 1e-6, "fatol": 1e-9, "maxiter": 2000})
-    T = float(np.exp(res.x[0]))
-    b = np.array([res.x[1], res.x[2], 0.0])
-    return T, b, before, float(res.fun)
+    def ll(T, b, sigma):
+        return class_log_loss(margins_to_proba(margins / T + b, ORDINAL, sigma, threshold_pct), y)
+
+    s0 = float(np.std(target - margins[:, 0])) if target is not None else 15.0
+    r1 = _nelder_mead(lambda th: ll(1.0, 0.0, np.exp(th[0])), [np.log(s0)])
+    sigma0 = float(np.exp(r1.x[0]))
+    r3 = _nelder_mead(lambda th: ll(np.exp(th[0]), th[1], np.exp(th[2])), [0.0, 0.0, np.log(sigma0)])
+    return Calibration(float(np.exp(r3.x[0])), np.array([r3.x[1]]), float(np.exp(r3.x[2])), float(r1.fun), float(r3.fun),
+                       sigma0)
