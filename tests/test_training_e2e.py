@@ -187,6 +187,8 @@ def test_cli_train_rejects_bad_input(tmp_path, cli_runner):
     assert "missing required column" in r.output
     r = cli_runner.invoke(app, ["train", "--data", str(tmp_path / "missing.parquet")])
     assert r.exit_code == 2 and "no such file" in r.output
+    r = cli_runner.invoke(app, ["train", "--data", str(no_outcome), "--model", "forest"])
+    assert r.exit_code == 2 and "model must be one of ordinal, multiclass" in r.output
 
 
 def test_multiclass_kind_trains_a_softmax_model_with_exact_explanations(trained_model, client):

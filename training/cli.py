@@ -20,6 +20,8 @@ def train_cmd(
     registered_model: str = typer.Option("eih-responder", "--registered-model", help="MLflow registered model name."),
     n_trials: int | None = typer.Option(None, "--n-trials", help="Override the number of search trials."),
     threshold: float | None = typer.Option(None, "--threshold", help="Override the label threshold in % (default 10)."),
+    model: str | None = typer.Option(None, "--model", help="ordinal (default: regression of the measured eih_pct, "
+                                     "probabilities through a normal residual) or multiclass (one softmax margin per class)."),
 ) -> None:
     """Tune, calibrate, evaluate and register an XGBoost responder model.
 
@@ -36,7 +38,7 @@ def train_cmd(
 
     console = Console()
     try:
-        cfg = load_config(config, n_trials=n_trials, label_threshold_pct=threshold)
+        cfg = load_config(config, n_trials=n_trials, label_threshold_pct=threshold, model=model)
         result = train(data, oracle=oracle, cfg=cfg, seed=seed, experiment=experiment,
                        registered_model=registered_model, console=console)
     except (ContractFileError, TrainingDataError, ValueError, FileNotFoundError) as exc:
