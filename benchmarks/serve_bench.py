@@ -42,8 +42,7 @@ BIN = Path(sys.executable).parent
 
 # ---- the floor: a bare ASGI app on uvicorn ----------------------------------------------------
 def floor_app(model_uri: str):
-    """Parse JSON, build the feature row, one TreeSHAP call, softmax; nothing else."""
-    import numpy as np
+    """Parse JSON, build the feature row, one TreeSHAP call, the link; nothing else."""
     import xgboost as xgb
 
     from serving.loading import load_model
@@ -72,9 +71,8 @@ def floor_app(model_uri: str):
             X = predictor.matrix(records)
             dm = xgb.DMatrix(X, feature_names=fields, feature_types=types, enable_categorical=True, nthread=1)
             contrib = booster.predict(dm, pred_contribs=True)
-            m = contrib.sum(axis=2)
-            e = np.exp(m - m.max(axis=1, keepdims=True))
-            p = e / e.sum(axis=1, keepdims=True)
+            contrib = contrib.reshape(len(records), -1, contrib.shape[-1])  # (n, outputs, fields + bias)
+            p = predictor.proba(contrib.sum(axis=2))  # the model's link (softmax or ordinal), no calibration
             out = json.dumps({"probabilities": p.tolist(), "contributions": contrib[:, :, :-1].tolist()}).encode()
         else:
             out = b"{}"
