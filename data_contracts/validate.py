@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from data_contracts.fields import BY_NAME, CATEGORICAL, FIELDS, KNOWN_COLUMNS, NUMERIC, REQUIRED, Field
+from data_contracts.fields import BY_NAME, CATEGORICAL, KNOWN_COLUMNS, NUMERIC, REQUIRED, Field
 from data_contracts.schema import CROSS_BY_NAME, ID_PATTERN, SCHEMA
 
 PROBLEM_COLUMNS = ["subject_id", "row", "field", "problem"]

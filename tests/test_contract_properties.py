@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import os
-import re
 import string
 
 from hypothesis import HealthCheck, Phase, given, settings

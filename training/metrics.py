@@ -45,7 +45,6 @@ def ece(y: np.ndarray, P: np.ndarray, n_bins: int = 10) -> float:
         p = P[:, k]
         hit = (y == k).astype("float64")
         b = np.minimum((p * n_bins).astype(int), n_bins - 1)
-        cnt = np.bincount(b, minlength=n_bins)
         conf = np.bincount(b, weights=p, minlength=n_bins)
         acc = np.bincount(b, weights=hit, minlength=n_bins)
         total += np.sum(np.abs(acc - conf)) / len(y)
