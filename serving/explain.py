@@ -98,10 +98,15 @@ def format_value(field: str, value) -> str:
     return str(value).replace("_", " ")
 
 
-def statement(field: str, value, toward: str, record: dict | None = None) -> str:
-    """One sentence, e.g. "CPM of -8 % (impaired inhibition) raises the risk of hyperalgesia ..."."""
+def statement(field: str, value, toward: str, record: dict | None = None, shift_points: float | None = None) -> str:
+    """One sentence, e.g. "CPM of -8 % (impaired inhibition) raises the risk of hyperalgesia ...".
+
+    `shift_points` (ordinal model): the field's signed contribution to the expected change
+    of the pain threshold in %-points, appended as ", shifting the expected change by -3.1 points"."""
     label = LABELS.get(field, field)
     phrase = TOWARD_PHRASE[toward]
+    if shift_points is not None:
+        phrase += f", shifting the expected change by {shift_points:+.1f} points"
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return f"{label} not measured: the model's handling of the missing value {phrase}"
     text = f"{label} of {format_value(field, value)}"
@@ -142,6 +147,7 @@ def top_contributions(records: list[dict], fields: tuple[str, ...], contribution
                       k: int = 5) -> list[list[dict]]:
     """The API's `top_contributions` for each record (values as given)."""
     idx, val, tow = top_fields(contributions, k)
+    ordinal = contributions.shape[1] == 1
     out = []
     for i, rec in enumerate(records):
         items = []
@@ -149,7 +155,8 @@ def top_contributions(records: list[dict], fields: tuple[str, ...], contribution
             f = fields[idx[i, j]]
             toward = RESPONSES[tow[i, j]]
             v = rec.get(f)
+            shift = float(contributions[i, 0, idx[i, j]]) if ordinal else None
             items.append({"field": f, "value": v, "contribution": round(float(val[i, j]), 6), "toward": toward,
-                          "statement": statement(f, v, toward, rec)})
+                          "statement": statement(f, v, toward, rec, shift)})
         out.append(items)
     return out

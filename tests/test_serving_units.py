@@ -402,3 +402,44 @@ def test_exception_messages_never_reach_the_log(caplog):
     text = caplog.text + "".join(r.getMessage() for r in caplog.records)
     assert "ValidationError (message withheld" in text and "/predict" in text
     assert MARKER not in text
+
+
+# ---- explanation texts ---------------------------------------------------------------------
+def test_statement_reads_like_the_issue_example():
+    from serving.explain import statement
+
+    s = statement("cpm_pct", -8, "hyperalgesia", {})
+    assert s == ("CPM of -8 % (impaired inhibition) raises the risk of hyperalgesia "
+                 "(more pain sensitivity after exercise)")
+    assert statement("pseq_total", None, "hypoalgesia").startswith("Pain self-efficacy (PSEQ) not measured")
+    assert statement("cpm_pct", 12, "hypoalgesia", {}, shift_points=3.14).endswith("favours hypoalgesia (less pain sensitivity after exercise), shifting the expected change by +3.1 points")
+
+
+def test_top_fields_of_an_ordinal_model_follow_the_sign_and_size():
+    from serving.explain import top_contributions, top_fields
+
+    # one record, one output, four fields: +2 (toward hypo), -5 (toward hyper), 0.5, -1
+    c = np.array([[[2.0, -5.0, 0.5, -1.0]]])
+    idx, val, tow = top_fields(c, 3)
+    assert idx.tolist() == [[1, 0, 3]] and val.tolist() == [[5.0, 2.0, 1.0]]
+    assert [RESPONSES[t] for t in tow[0]] == ["hyperalgesia", "hypoalgesia", "hyperalgesia"]
+    fields = ("cpm_pct", "pcs_total", "age_years", "pseq_total")
+    rec = {"cpm_pct": 10, "pcs_total": 40, "age_years": 50, "pseq_total": 30}
+    tops = top_contributions([rec], fields, c, k=2)[0]
+    assert [t["field"] for t in tops] == ["pcs_total", "cpm_pct"] and tops[0]["contribution"] == 5.0
+    assert tops[0]["statement"].endswith(", shifting the expected change by -5.0 points")
+    assert tops[1]["statement"].endswith(", shifting the expected change by +2.0 points")
+
+
+def test_top_fields_of_a_softmax_model_use_centered_margins():
+    from serving.explain import top_contributions, top_fields
+
+    # field 0 adds 1 to every margin (no effect on softmax); field 1 pushes hyperalgesia 0.9 above the mean
+    c = np.zeros((1, 3, 2))
+    c[0, :, 0] = 1.0
+    c[0, :, 1] = [-0.45, -0.45, 0.9]
+    idx, val, tow = top_fields(c, 2)
+    assert idx[0, 0] == 1 and RESPONSES[tow[0, 0]] == "hyperalgesia" and val[0, 0] == pytest.approx(0.9)
+    assert val[0, 1] == pytest.approx(0.0)
+    tops = top_contributions([{"cpm_pct": 1, "pcs_total": 40}], ("cpm_pct", "pcs_total"), c, k=1)[0]
+    assert "shifting the expected change" not in tops[0]["statement"]
