@@ -20,16 +20,17 @@ import numpy as np
 import pandas as pd
 
 from features.reference import PSI_FLAG
+from serving.predictor import ORDINAL_OUTPUT
 
 COLORS = {"hypoalgesia": "#2a9d8f", "no_change": "#b0b0b0", "hyperalgesia": "#e76f51"}
 RISK_COLORS = {"low": "#8ab17d", "moderate": "#e9c46a", "high": "#e76f51"}
 TOWARD = {"hypoalgesia": "toward hypoalgesia", "no_change": "toward no change", "hyperalgesia": "toward hyperalgesia",
-          "eih_pct": "on the expected change (right = toward hypoalgesia)"}
+          ORDINAL_OUTPUT: "on the expected change (right = toward hypoalgesia)"}
 
 
 def _units(outputs) -> str:
     """Units of the model's margins: %-points of the expected change (ordinal model) or log-odds."""
-    return "%-points of expected change" if tuple(outputs) == ("eih_pct",) else "log-odds"
+    return "%-points of expected change" if tuple(outputs) == (ORDINAL_OUTPUT,) else "log-odds"
 
 
 @dataclass

@@ -25,6 +25,7 @@ from scipy.optimize import minimize
 from data_contracts.labels import response_codes
 from serving.predictor import ORDINAL, SOFTMAX, margins_to_proba
 from training.config import TrainConfig
+from training.metrics import log_loss
 
 K = 3
 CV_METRIC = "class_logloss"
@@ -59,10 +60,6 @@ def base_params(cfg: TrainConfig, seed: int) -> dict:
     return {**common, "objective": "multi:softprob", "num_class": K, "disable_default_eval_metric": 1}
 
 
-def class_log_loss(P: np.ndarray, y: np.ndarray) -> float:
-    return float(-np.mean(np.log(np.clip(P[np.arange(len(y)), y], 1e-15, 1.0))))
-
-
 def cv_metric(cfg: TrainConfig) -> Callable:
     """xgb.cv metric: three-class log-loss of a fold's predictions (lower is better)."""
     t = cfg.label_threshold_pct
@@ -72,9 +69,8 @@ def cv_metric(cfg: TrainConfig) -> Callable:
         if cfg.model == "ordinal":
             mu = predt.reshape(-1)
             sigma = float(np.sqrt(np.mean((label - mu) ** 2)))  # the fold's residual spread
-            return CV_METRIC, class_log_loss(margins_to_proba(mu[:, None], ORDINAL, sigma, t),
-                                             response_codes(label, t))
-        return CV_METRIC, class_log_loss(predt.reshape(len(label), K), label.astype("int64"))
+            return CV_METRIC, log_loss(response_codes(label, t), margins_to_proba(mu[:, None], ORDINAL, sigma, t))
+        return CV_METRIC, log_loss(label.astype("int64"), predt.reshape(len(label), K))
 
     return metric
 
@@ -205,7 +201,7 @@ def fit_calibration(margins: np.ndarray, y: np.ndarray, link_kind: str, threshol
     scale by 1/T, b joins the base value)."""
     if link_kind == SOFTMAX:
         def ll(T, b):
-            return class_log_loss(margins_to_proba(margins / T + b, SOFTMAX), y)
+            return log_loss(y, margins_to_proba(margins / T + b, SOFTMAX))
 
         before = ll(1.0, np.zeros(K))
         res = _nelder_mead(lambda th: ll(np.exp(th[0]), np.array([th[1], th[2], 0.0])), np.zeros(3))
@@ -213,7 +209,7 @@ def fit_calibration(margins: np.ndarray, y: np.ndarray, link_kind: str, threshol
         return Calibration(float(np.exp(res.x[0])), b, None, before, float(res.fun))
 
     def ll(T, b, sigma):
-        return class_log_loss(margins_to_proba(margins / T + b, ORDINAL, sigma, threshold_pct), y)
+        return log_loss(y, margins_to_proba(margins / T + b, ORDINAL, sigma, threshold_pct))
 
     s0 = float(np.std(target - margins[:, 0])) if target is not None else 15.0
     r1 = _nelder_mead(lambda th: ll(1.0, 0.0, np.exp(th[0])), [np.log(s0)])
