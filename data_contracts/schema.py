@@ -25,7 +25,13 @@ class CrossRule:
     text: str
 
     def check(self, df: pd.DataFrame) -> pd.Series:
+        """Vectorized form over a frame (True where the rule holds)."""
         return _CROSS_CHECKS[self.name](df)
+
+    def holds(self, r: dict) -> bool:
+        """The same rule for one record with every contract field as a key (None = missing),
+        values already of the right type: the HTTP gate's fast path."""
+        return _RECORD_CHECKS[self.name](r)
 
 
 _CHRONIC = tuple(c for c in next(f for f in FIELDS if f.name == "pain_condition").categories if c != "pain_free")
@@ -53,6 +59,18 @@ _CROSS_CHECKS = {
     "pain_mechanism_not_none": lambda df: ~_in_pain(df) | (_col(df, "pain_mechanism") != "none").fillna(True),
     "bdnf_matrix_given": lambda df: _col(df, "bdnf_ng_ml").isna() | _col(df, "bdnf_matrix").notna(),
     "bdnf_plasma_plausible": lambda df: ~(_col(df, "bdnf_matrix") == "plasma").fillna(False) | _col(df, "bdnf_ng_ml").isna() | (_col(df, "bdnf_ng_ml") <= 5),
+}
+
+# the same rules, one record at a time (tests/test_serving_units.py checks they agree with the above)
+_RECORD_CHECKS = {
+    "pain_free_duration": lambda r: r["pain_condition"] != "pain_free" or r["pain_duration_months"] is None
+    or r["pain_duration_months"] == 0,
+    "pain_free_mechanism": lambda r: r["pain_condition"] != "pain_free" or r["pain_mechanism"] in (None, "none"),
+    "pain_duration_chronic": lambda r: r["pain_condition"] not in _CHRONIC or r["pain_duration_months"] is None
+    or r["pain_duration_months"] >= 3,
+    "pain_mechanism_not_none": lambda r: r["pain_condition"] not in _CHRONIC or r["pain_mechanism"] != "none",
+    "bdnf_matrix_given": lambda r: r["bdnf_ng_ml"] is None or r["bdnf_matrix"] is not None,
+    "bdnf_plasma_plausible": lambda r: r["bdnf_matrix"] != "plasma" or r["bdnf_ng_ml"] is None or r["bdnf_ng_ml"] <= 5,
 }
 
 CROSS_RULES: tuple[CrossRule, ...] = (

@@ -12,8 +12,8 @@ Steps, in order (the first failure answers):
 Step 3 has one rule engine, `data_contracts.validate_frame`, and every rule message comes
 from it. Running it costs about 30 ms (pandera) even for one record, so a pure-Python
 pre-screen answers "is every record valid?" first, from the same field definitions
-(`FIELDS`) and the same cross-field rules (`schema.CROSS_RULES`, one Python predicate per
-rule name). Only a record the pre-screen doubts goes through `validate_frame`, which
+(`FIELDS`) and the same cross-field rules (`schema.CROSS_RULES`, each defined there in
+a frame form and a one-record form, `CrossRule.holds`). Only a record the pre-screen doubts goes through `validate_frame`, which
 then has the last word: its problems are the 422, and when it finds none the request
 goes on. The pre-screen switches itself off (every request then goes through
 `validate_frame`) if the schema holds a check it does not know, and
@@ -186,24 +186,6 @@ def _valid_subject_id(obj: Any, index: int | None) -> str | None:
 
 
 # ---- step 3: contract rules --------------------------------------------------------------
-def _pain_free(r: dict) -> bool:
-    return r["pain_condition"] == "pain_free"
-
-
-_CHRONIC = frozenset(c for c in BY_NAME["pain_condition"].categories if c != "pain_free")
-
-CROSS_PREDICATES = {
-    # one predicate per rule of data_contracts.schema.CROSS_RULES (True = the rule holds)
-    "pain_free_duration": lambda r: not _pain_free(r) or r["pain_duration_months"] is None or r["pain_duration_months"] == 0,
-    "pain_free_mechanism": lambda r: not _pain_free(r) or r["pain_mechanism"] in (None, "none"),
-    "pain_duration_chronic": lambda r: r["pain_condition"] not in _CHRONIC or r["pain_duration_months"] is None
-    or r["pain_duration_months"] >= 3,
-    "pain_mechanism_not_none": lambda r: r["pain_condition"] not in _CHRONIC or r["pain_mechanism"] != "none",
-    "bdnf_matrix_given": lambda r: r["bdnf_ng_ml"] is None or r["bdnf_matrix"] is not None,
-    "bdnf_plasma_plausible": lambda r: r["bdnf_matrix"] != "plasma" or r["bdnf_ng_ml"] is None or r["bdnf_ng_ml"] <= 5,
-}
-
-
 def _expected_checks() -> set[str]:
     names = set()
     for f in FIELDS:
@@ -215,7 +197,7 @@ def _expected_checks() -> set[str]:
             names.add("pattern:subject_id")
         else:
             names.add(f"length:{f.name}")
-    return names | {f"cross:{r}" for r in CROSS_PREDICATES}
+    return names | {f"cross:{r.name}" for r in CROSS_RULES}
 
 
 def _schema_checks() -> set[str]:
@@ -227,7 +209,6 @@ def _schema_checks() -> set[str]:
 
 PRESCREEN_ENABLED: bool = (
     _schema_checks() == _expected_checks()
-    and {r.name for r in CROSS_RULES} == set(CROSS_PREDICATES)
     and all(f.kind in ("number", "category", "string") for f in FIELDS)
 )
 """False when the contract schema holds a check the pre-screen does not implement: then
@@ -283,7 +264,7 @@ def prescreen(records: list[dict]) -> list[int]:
                     break
         if ok:
             try:
-                ok = all(pred(r) for pred in CROSS_PREDICATES.values())
+                ok = all(rule.holds(r) for rule in CROSS_RULES)
             except TypeError:  # pragma: no cover - types are checked above
                 ok = False
         sid = r["subject_id"]
