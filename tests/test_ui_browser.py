@@ -145,11 +145,18 @@ def test_data_scientist_finds_run_metric_model_card_and_champion(ui_server, brow
     folder = _wait_for(browser, lambda: browser.find_elements(By.XPATH, "//*[normalize-space(text())='report']"),
                        what="the report folder")
     _click(browser, folder[0])
-    card = _wait_for(browser, lambda: browser.find_elements(By.XPATH, "//*[normalize-space(text())='model_card.md']"),
-                     what="model_card.md")
-    _click(browser, card[0])
-    _wait_for(browser, lambda: "Intended use" in browser.find_element(By.TAG_NAME, "body").text,
-              what="the model card's text")
+    # the file tree re-renders while it loads: a click can land on a stale node, so click again if needed
+    for attempt in range(4):
+        card = _wait_for(browser, lambda: browser.find_elements(By.XPATH, "//*[normalize-space(text())='model_card.md']"),
+                         what="model_card.md")
+        _click(browser, card[0])
+        try:
+            _wait_for(browser, lambda: "Intended use" in browser.find_element(By.TAG_NAME, "body").text,
+                      timeout=15 if attempt < 3 else 30, what="the model card's text")
+            break
+        except AssertionError:
+            if attempt == 3:
+                raise
     browser.save_screenshot(str(Path(trained_model.store.dir) / "ui_run.png"))
 
     # the registered model page shows the champion alias on the promoted version
