@@ -10,14 +10,9 @@ eih-responder experiment and saves `mlflow_run.png`, then stops the UI.
 from __future__ import annotations
 
 import argparse
-import os
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,11 +24,10 @@ def main() -> None:
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
     import mlflow
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
 
     from eih.settings import configure_mlflow
+    from eih.ui_session import chromium, running_ui
 
     configure_mlflow()
     runs = mlflow.search_runs(experiment_names=["eih-responder"], filter_string="tags.mlflow.runName LIKE 'train-%'",
@@ -41,46 +35,25 @@ def main() -> None:
     if runs.empty:
         sys.exit("no training run in the project store: run ./run.sh --no-serve first")
     run_id, exp_id = runs.iloc[0]["run_id"], runs.iloc[0]["experiment_id"]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    ui = subprocess.Popen([sys.executable, "-m", "eih.cli", "ui", "--port", str(port)], cwd=ROOT,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    driver = None
-    try:
-        for _ in range(240):
-            try:
-                with urllib.request.urlopen(url + "/health", timeout=2):
+    with tempfile.TemporaryDirectory() as tmp, running_ui(Path(tmp) / "ui.log") as url:
+        driver = chromium(Path(tmp) / "profile")
+        try:
+            driver.get(f"{url}/#/experiments/{exp_id}/runs/{run_id}")
+            for _ in range(60):
+                if "gate_decision" in driver.find_element(By.TAG_NAME, "body").text:
                     break
-            except OSError:
                 time.sleep(0.5)
-        opts = webdriver.ChromeOptions()
-        opts.binary_location = "/usr/bin/chromium"
-        for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-                  f"--user-data-dir={tempfile.mkdtemp()}", "--window-size=1400,1000"):
-            opts.add_argument(a)
-        driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
-        driver.get(f"{url}/#/experiments/{exp_id}/runs/{run_id}")
-        for _ in range(60):
-            if "gate_decision" in driver.find_element(By.TAG_NAME, "body").text:
-                break
+            time.sleep(1.5)
+            # close the assistant side panel if the UI opened it
+            for b in driver.find_elements(By.CSS_SELECTOR, "button[aria-label='Close']"):
+                if b.is_displayed():
+                    b.click()
             time.sleep(0.5)
-        time.sleep(1.5)
-        # close the assistant side panel if the UI opened it
-        for b in driver.find_elements(By.CSS_SELECTOR, "button[aria-label='Close']"):
-            if b.is_displayed():
-                b.click()
-        time.sleep(0.5)
-        args.out.mkdir(parents=True, exist_ok=True)
-        driver.save_screenshot(str(args.out / "mlflow_run.png"))
-        print(f"wrote {args.out / 'mlflow_run.png'}")
-    finally:
-        if driver is not None:
+            args.out.mkdir(parents=True, exist_ok=True)
+            driver.save_screenshot(str(args.out / "mlflow_run.png"))
+            print(f"wrote {args.out / 'mlflow_run.png'}")
+        finally:
             driver.quit()
-        os.killpg(ui.pid, signal.SIGTERM)
-        ui.wait(timeout=20)
 
 
 if __name__ == "__main__":

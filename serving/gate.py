@@ -13,12 +13,12 @@ Step 3 has one rule engine, `data_contracts.validate_frame`, and every rule mess
 from it. Running it costs about 30 ms (pandera) even for one record, so a pure-Python
 pre-screen answers "is every record valid?" first, from the same field definitions
 (`FIELDS`) and the same cross-field rules (`schema.CROSS_RULES`, each defined there in
-a frame form and a one-record form, `CrossRule.holds`). Only a record the pre-screen doubts goes through `validate_frame`, which
-then has the last word: its problems are the 422, and when it finds none the request
-goes on. The pre-screen switches itself off (every request then goes through
-`validate_frame`) if the schema holds a check it does not know, and
-tests/test_serving_units.py checks on generated records that it never accepts what
-`validate_frame` rejects.
+a frame form and a one-record form, `CrossRule.holds`). Only a record the pre-screen
+doubts goes through `validate_frame`, which then has the last word: its problems are
+the 422, and when it finds none the request goes on. The pre-screen switches itself off
+(every request then goes through `validate_frame`) if the schema holds a check it does
+not know, and tests/test_serving_units.py checks on generated records that it never
+accepts what `validate_frame` rejects.
 
 Nothing here logs; problems name the record index, the field and the rule, plus the
 subject_id when that identifier is itself valid (it is a pseudonym, and the client's

@@ -9,73 +9,29 @@ and the model card artifact, and checks the champion alias on the model page.
 from __future__ import annotations
 
 import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from eih.ui_session import chromium, running_ui
+
 pytestmark = pytest.mark.slow
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def ui_server(trained_model, tmp_path_factory):
-    port = _free_port()
-    log = tmp_path_factory.mktemp("ui") / "ui.log"
     env = dict(os.environ, MLFLOW_TRACKING_URI=trained_model.store.tracking_uri)
-    with open(log, "w") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "eih.cli", "ui", "--port", str(port)], stdout=fh,
-                                stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError("eih ui did not start:\n" + Path(log).read_text()[-2000:])
-            time.sleep(0.5)
+    with running_ui(tmp_path_factory.mktemp("ui") / "ui.log", env) as url:
         yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
 
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-        pytest.fail("Debian chromium and chromium-driver are required (.ci/run installs them)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-                f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}", "--window-size=1400,1000"):
-        opts.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    try:
+        driver = chromium(tmp_path_factory.mktemp("chromium-profile"))
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
     driver.implicitly_wait(2)
     yield driver
     driver.quit()

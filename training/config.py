@@ -44,6 +44,10 @@ class TrainConfig:
     nthread: int = 2
     search: SearchSpace = field(default_factory=SearchSpace)
 
+    @property
+    def ordinal(self) -> bool:
+        return self.model == "ordinal"
+
     def flat(self) -> dict:
         d = asdict(self)
         search = d.pop("search")

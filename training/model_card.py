@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from data_contracts.fields import BY_NAME, CONTRACT_VERSION, RESPONSES
+from serving.predictor import ORDINAL
 
 
 def _fmt(metrics: dict, key: str, intervals: dict | None = None, ikey: str | None = None) -> str:
@@ -57,7 +58,7 @@ def model_card(*, name, cfg, metrics, intervals, subgroups: pd.DataFrame, meta, 
          " rounds; the class probabilities are those of eih_pct ~ Normal(prediction, sigma) beyond the +/- threshold,"
          f" with the residual spread sigma = {meta['calibration'].get('sigma', float('nan')):.1f} %-points fitted out of fold."
          " Explanations are in %-points of the expected change (positive = toward hypoalgesia)."
-         if meta.get("link") == "ordinal_normal" else
+         if meta.get("link") == ORDINAL else
          f"XGBoost multi:softprob, depth {shape['max_depth']}, {shape['n_rounds']} rounds x 3 classes.")
         + f" Chosen as the cheapest to explain among search candidates within {cfg.cost_tolerance:.0%} of the best CV"
         f" log-loss. Exact TreeSHAP explanations at about {shape.get('explain_rows_per_s_measured', float('nan')):.0f}"

@@ -171,7 +171,7 @@ def train(
     X = feats.transform(df)
     Xtr, Xte, ytr, yte = X.iloc[tr], X.iloc[te], y[tr], y[te]
     # what the booster learns: the measured eih_pct (ordinal) or the class code (multiclass)
-    target = eih_pct(df).to_numpy(dtype="float64") if cfg.model == "ordinal" else y.astype("float64")
+    target = eih_pct(df).to_numpy(dtype="float64") if cfg.ordinal else y.astype("float64")
     ttr = target[tr]
     link, n_out = tune.link(cfg), tune.n_outputs(cfg)
     outputs = [ORDINAL_OUTPUT] if n_out == 1 else list(RESPONSES)
@@ -232,8 +232,7 @@ def train(
 
         with console.status("calibrating on out-of-fold predictions"):
             params, oof, fitted, cal, apply = calibrate(chosen)
-            plain = fitted.identity()
-            ece_before = metrics.ece(ytr, margins_to_proba(oof, link, plain.sigma, cfg.label_threshold_pct))
+            ece_before = metrics.ece(ytr, margins_to_proba(oof, link, fitted.sigma_alone, cfg.label_threshold_pct))
             ece_after = metrics.ece(ytr, margins_to_proba(oof / cal.temperature + cal.bias, link, cal.sigma,
                                                           cfg.label_threshold_pct))
         cal_metrics = {"oof_log_loss_uncalibrated": fitted.log_loss_before, "oof_log_loss_calibrated": cal.log_loss_after,

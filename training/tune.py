@@ -32,11 +32,11 @@ CV_METRIC = "class_logloss"
 
 
 def link(cfg: TrainConfig) -> str:
-    return ORDINAL if cfg.model == "ordinal" else SOFTMAX
+    return ORDINAL if cfg.ordinal else SOFTMAX
 
 
 def n_outputs(cfg: TrainConfig) -> int:
-    return 1 if cfg.model == "ordinal" else K
+    return 1 if cfg.ordinal else K
 
 
 @dataclass
@@ -55,7 +55,7 @@ def explain_cost(params: dict, n_rounds: int, n_outputs: int) -> float:
 
 def base_params(cfg: TrainConfig, seed: int) -> dict:
     common = {"tree_method": "hist", "max_cat_to_onehot": 1, "nthread": cfg.nthread, "seed": seed}
-    if cfg.model == "ordinal":
+    if cfg.ordinal:
         return {**common, "objective": "reg:squarederror", "disable_default_eval_metric": 1}
     return {**common, "objective": "multi:softprob", "num_class": K, "disable_default_eval_metric": 1}
 
@@ -66,7 +66,7 @@ def cv_metric(cfg: TrainConfig) -> Callable:
 
     def metric(predt: np.ndarray, dmat: xgb.DMatrix) -> tuple[str, float]:
         label = dmat.get_label()
-        if cfg.model == "ordinal":
+        if cfg.ordinal:
             mu = predt.reshape(-1)
             sigma = float(np.sqrt(np.mean((label - mu) ** 2)))  # the fold's residual spread
             return CV_METRIC, log_loss(response_codes(label, t), margins_to_proba(mu[:, None], ORDINAL, sigma, t))
