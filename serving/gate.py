@@ -10,7 +10,7 @@ Steps, in order (the first failure answers):
    the cross-field rules (else 422).
 
 Step 3 has one rule engine, `data_contracts.validate_frame`, and every rule message comes
-from it. Running it costs about 30 ms (pandera) even for one record, so a pure-Python
+from it. Running it costs about 40 ms (pandera) even for one record, so a pure-Python
 pre-screen answers "is every record valid?" first, from the same field definitions
 (`FIELDS`) and the same cross-field rules (`schema.CROSS_RULES`, each defined there in
 a frame form and a one-record form, `CrossRule.holds`). Only a record the pre-screen
