@@ -3,7 +3,11 @@ cohorts of 20,000 and 100,000 rows, and the chosen model's exact-explanation spe
 next to what a user would otherwise do (an untuned default `XGBClassifier()` explained
 with `shap.TreeExplainer`) on the same rows, measured in the same run.
 
-    .venv/bin/python benchmarks/train_bench.py [--sizes 20000 100000] [--n-trials 30]
+    .venv/bin/python benchmarks/train_bench.py [--sizes 20000 100000] [--n-trials 30] [--config FILE]
+
+`--config` is a training config file (TOML or JSON, as for `eih train --config`), for
+ablations: for example `derived_features = []` trains on the contract fields only, and
+`cost_tolerance = 0.0` takes the best CV candidate whatever it costs to explain.
 
 Each training runs in its own process (fresh peak-RSS counter) against a temporary
 MLflow store; the oracle file gives oracle_capture. Prints a table and a markdown
@@ -26,7 +30,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_training(n: int, n_trials: int, seed: int, workdir: Path) -> dict:
+def run_training(n: int, n_trials: int, seed: int, workdir: Path, config: str | None = None) -> dict:
     from simulation import simulate
 
     cohort, oracle = simulate(n, seed=seed, n_sites=1)
@@ -40,7 +44,7 @@ def run_training(n: int, n_trials: int, seed: int, workdir: Path) -> dict:
         "from rich.console import Console\n"
         "from training.config import load_config\n"
         "from training.train import train\n"
-        f"t=time.perf_counter(); r=train({str(data)!r}, oracle={str(opath)!r}, cfg=load_config(None, n_trials={n_trials}),"
+        f"t=time.perf_counter(); r=train({str(data)!r}, oracle={str(opath)!r}, cfg=load_config({config!r}, n_trials={n_trials}),"
         f" seed={seed}, console=Console(quiet=True)); wall=time.perf_counter()-t\n"
         "print(json.dumps({'wall_s': wall, 'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024,"
         " 'metrics': r.metrics, 'chosen': r.chosen, 'version': r.model_version}))\n"
@@ -92,11 +96,13 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[20000, 100000])
     ap.add_argument("--n-trials", type=int, default=30)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--config", default=None, help="training config file (TOML/JSON) for an ablation")
     args = ap.parse_args()
+    config = str(Path(args.config).resolve()) if args.config else None
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.sizes:
-            res = run_training(n, args.n_trials, args.seed, Path(tmp))
+            res = run_training(n, args.n_trials, args.seed, Path(tmp), config)
             sp = explain_speed(res)
             m = res["metrics"]
             rows.append((n, res, sp, m))

@@ -5,9 +5,9 @@ numbers as float64 (missing stays NaN: XGBoost routes missing values natively) a
 categories as pandas categoricals with the contract's fixed category list (XGBoost's
 native categorical support), so every explanation is one value per contract field.
 
-No derived features: trees find the dose thresholds (for example aerobic intensity
-above ~50 % of capacity) by themselves, and a feature built from two fields could not
-be attributed back to one field exactly.
+Derived features (`features.derived`, e.g. the exercise dose relative to the published
+EIH threshold) are appended after the contract fields when asked for (`derived=`); each
+is one more explained column under its own name.
 
 `LinearDesign` is for the logistic-regression baseline only: it turns the same frame
 into a dense numeric design (median imputation plus missing indicators, one-hot
@@ -22,6 +22,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from data_contracts.fields import BY_NAME, PREDICTORS
+from features.derived import DERIVED
 
 
 class ContractFeatures(TransformerMixin, BaseEstimator):
@@ -31,16 +32,28 @@ class ContractFeatures(TransformerMixin, BaseEstimator):
     ----------
     predictors : tuple of str, default: every contract predictor
         Which contract fields the model uses (in this order).
+    derived : tuple of str, default: none
+        Derived features (names in `features.derived.DERIVED`) appended after them; each
+        needs its input fields among `predictors`.
     """
 
-    def __init__(self, predictors: tuple[str, ...] = PREDICTORS):
+    def __init__(self, predictors: tuple[str, ...] = PREDICTORS, derived: tuple[str, ...] = ()):
         self.predictors = predictors
+        self.derived = derived
 
     def fit(self, X: pd.DataFrame, y=None):
         unknown = [p for p in self.predictors if p not in BY_NAME]
         if unknown:
             raise ValueError(f"not contract fields: {', '.join(unknown)}")
+        bad = [d for d in self.derived if d not in DERIVED]
+        if bad:
+            raise ValueError(f"unknown derived features: {', '.join(bad)}")
+        for d in self.derived:
+            lacking = [f for f in DERIVED[d].inputs if f not in self.predictors]
+            if lacking:
+                raise ValueError(f"derived feature {d} needs {', '.join(lacking)} among the predictors")
         self.feature_names_in_ = np.asarray(list(self.predictors), dtype=object)
+        self.derived_ = tuple(self.derived)
         self.categories_ = {
             p: list(BY_NAME[p].categories) for p in self.predictors if BY_NAME[p].kind == "category"
         }
@@ -68,13 +81,21 @@ class ContractFeatures(TransformerMixin, BaseEstimator):
                     cols[name] = pd.Series(np.asarray(X[name], dtype="float64"))
                 else:
                     cols[name] = pd.Series(np.full(n, np.nan))
+        for d in self.derived_:
+            spec = DERIVED[d]
+            inputs = {f: (cols[f].cat.codes.to_numpy().astype("float64") if f in self.categories_ else cols[f].to_numpy())
+                      for f in spec.inputs}
+            for f in spec.inputs:
+                if f in self.categories_:
+                    inputs[f][inputs[f] < 0] = np.nan
+            cols[d] = pd.Series(spec.compute(inputs))
         out = pd.DataFrame(cols)
         out.index = X.index
         return out
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
         check_is_fitted(self, "feature_names_in_")
-        return np.asarray(self.feature_names_in_, dtype=object)
+        return np.asarray(list(self.feature_names_in_) + list(self.derived_), dtype=object)
 
 
 class LinearDesign(TransformerMixin, BaseEstimator):

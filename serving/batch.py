@@ -50,6 +50,7 @@ import pandas as pd
 import pyarrow as pa
 
 from data_contracts.fields import BY_NAME, RESPONSES
+from features.derived import kind
 from data_contracts.io import SUFFIXES, file_format, iter_table, read_columns
 from data_contracts.validate import ContractFileError, missing_required, subject_ids, validate_frame
 
@@ -297,7 +298,7 @@ def score_chunk(predictor, frame: pd.DataFrame, index: int, row_offset: int, dup
             vals = np.full((len(sample_contrib), len(predictor.fields)), np.nan)
             Xs = X.iloc[np.flatnonzero(sampled)]
             for j, f in enumerate(predictor.fields):
-                if BY_NAME[f].kind == "number":
+                if kind(f) == "number":
                     vals[:, j] = Xs[f].to_numpy(dtype="float64")
             agg.sample_values.append(vals)
     else:

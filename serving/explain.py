@@ -19,7 +19,8 @@ import math
 
 import numpy as np
 
-from data_contracts.fields import BY_NAME, RESPONSES
+from data_contracts.fields import RESPONSES
+from features.derived import DERIVED, EXERCISE_DOSE, dose_band, kind
 
 TOWARD_PHRASE = {
     "hypoalgesia": "favours hypoalgesia (less pain sensitivity after exercise)",
@@ -53,6 +54,7 @@ LABELS = {
     "exercise_modality": "Exercise modality",
     "exercise_intensity_pct": "Exercise intensity",
     "exercise_duration_min": "Exercise duration",
+    **{name: d.label for name, d in DERIVED.items()},
 }
 
 UNITS = {"cpm_pct": " %", "exercise_intensity_pct": " %", "exercise_duration_min": " min", "pain_duration_months": " months",
@@ -87,13 +89,17 @@ def _band(field: str, v: float, record: dict) -> str | None:
         return "high intensity" if v >= 80 else "moderate intensity"
     if field == "exercise_duration_min":
         return "shorter than ~10 minutes" if v < 10 else ("20-45 minutes" if 20 <= v <= 45 else None)
+    if field == EXERCISE_DOSE:
+        return dose_band(v)
     return None
 
 
 def format_value(field: str, value) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "not measured"
-    if BY_NAME[field].kind == "number":
+    if field == EXERCISE_DOSE:
+        return f"{float(value):.2f}"
+    if kind(field) == "number":
         return f"{float(value):g}{UNITS.get(field, '')}"
     return str(value).replace("_", " ")
 
@@ -110,7 +116,7 @@ def statement(field: str, value, toward: str, record: dict | None = None, shift_
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return f"{label} not measured: the model's handling of the missing value {phrase}"
     text = f"{label} of {format_value(field, value)}"
-    if BY_NAME[field].kind == "number":
+    if kind(field) == "number":
         band = _band(field, float(value), record or {})
         if band:
             text += f" ({band})"
@@ -154,7 +160,7 @@ def top_contributions(records: list[dict], fields: tuple[str, ...], contribution
         for j in range(idx.shape[1]):
             f = fields[idx[i, j]]
             toward = RESPONSES[tow[i, j]]
-            v = rec.get(f)
+            v = rec.get(f) if f not in DERIVED else DERIVED[f].from_record(rec)
             shift = float(contributions[i, 0, idx[i, j]]) if ordinal else None
             items.append({"field": f, "value": v, "contribution": round(float(val[i, j]), 6), "toward": toward,
                           "statement": statement(f, v, toward, rec, shift)})

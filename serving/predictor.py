@@ -30,6 +30,7 @@ import xgboost as xgb
 from scipy.special import ndtr
 
 from data_contracts.fields import BY_NAME, CONTRACT_MAJOR, RESPONSES
+from features.derived import DERIVED, kind
 from features.pipeline import ContractFeatures
 
 BOOSTER_FILE = "booster.ubj"
@@ -83,7 +84,12 @@ class EIHPredictor:
         self.meta = meta
         self.fields: tuple[str, ...] = tuple(meta["features"])
         self.outputs: tuple[str, ...] = tuple(meta.get("outputs", RESPONSES))
-        self.features = ContractFeatures(predictors=self.fields).fit(None)
+        inputs = tuple(f for f in self.fields if f not in DERIVED)
+        derived = tuple(f for f in self.fields if f in DERIVED)
+        if inputs + derived != self.fields:
+            raise ValueError("derived features must come after the contract fields in the model's feature list")
+        self.inputs: tuple[str, ...] = inputs  # the contract fields the model reads
+        self.features = ContractFeatures(predictors=inputs, derived=derived).fit(None)
         cal = meta.get("calibration", {})
         self.temperature = float(cal.get("temperature", 1.0))
         self.bias = np.asarray(cal.get("bias", [0.0] * len(self.outputs)), dtype="float64")
@@ -186,7 +192,7 @@ class EIHPredictor:
         cols = getattr(self, "_fast_cols", None)
         if cols is None:
             cats = self.features.categories_
-            cols = [(f, {c: float(i) for i, c in enumerate(cats[f])} if f in cats else None) for f in self.fields]
+            cols = [(f, {c: float(i) for i, c in enumerate(cats[f])} if f in cats else None) for f in self.inputs]
             self._fast_cols = cols
         return cols
 
@@ -198,7 +204,7 @@ class EIHPredictor:
         `transform` and the pandas DMatrix hand to XGBoost. Expects validated records.
         """
         cols = self._fast_columns()
-        X = np.full((len(records), len(cols)), np.nan)
+        X = np.full((len(records), len(self.fields)), np.nan)
         for i, rec in enumerate(records):
             row = X[i]
             for j, (name, codes) in enumerate(cols):
@@ -209,6 +215,11 @@ class EIHPredictor:
                     row[j] = float(v)
                 elif isinstance(v, str):
                     row[j] = codes.get(v, np.nan)
+        if len(self.fields) > len(cols):  # derived features, from the columns just filled
+            pos = {f: j for j, f in enumerate(self.fields)}
+            for d in self.fields[len(cols):]:
+                spec = DERIVED[d]
+                X[:, pos[d]] = spec.compute({f: X[:, pos[f]] for f in spec.inputs})
         return X
 
     def _feature_types(self) -> list[str]:
@@ -216,7 +227,7 @@ class EIHPredictor:
         if types is None:
             types = self.booster.feature_types
             if types is None:
-                types = ["c" if BY_NAME[f].kind == "category" else "float" for f in self.fields]
+                types = ["c" if kind(f) == "category" else "float" for f in self.fields]
             self._ftypes = types = list(types)
         return types
 
@@ -236,7 +247,7 @@ class EIHPredictor:
 
     def missing_optional_matrix(self, X: np.ndarray) -> list[list[str]]:
         """`missing_optional` for a matrix built by `matrix` (every field present as a column)."""
-        optional = [j for j, f in enumerate(self.fields) if not BY_NAME[f].required]
+        optional = [j for j, f in enumerate(self.fields) if f in BY_NAME and not BY_NAME[f].required]
         names = np.asarray([self.fields[j] for j in optional], dtype=object)
         miss = np.isnan(X[:, optional]) if optional else np.zeros((len(X), 0), dtype=bool)
         return [list(names[row]) for row in miss]
@@ -247,7 +258,7 @@ class EIHPredictor:
             ref, cats = self.reference, self.features.categories_
             num_j, lo, hi, num_text, cat_cols = [], [], [], [], []
             for j, name in enumerate(self.fields):
-                r = ref.get(name)
+                r = ref.get(name) if name not in DERIVED else None  # warnings speak of inputs only
                 if r is None:
                     continue
                 if r["kind"] == "number":
@@ -304,7 +315,7 @@ class EIHPredictor:
 
     def missing_optional(self, df: pd.DataFrame) -> list[list[str]]:
         """Per row, the optional predictors that were missing (the model handled them natively)."""
-        optional = [f for f in self.fields if not BY_NAME[f].required]
+        optional = [f for f in self.inputs if not BY_NAME[f].required]
         present = [f for f in optional if f in df.columns]
         absent = [f for f in optional if f not in df.columns]
         if present:
@@ -318,7 +329,7 @@ class EIHPredictor:
         """Per row, fields whose value lies outside what the model saw in training."""
         ref = self.reference
         out: list[list[str]] = [[] for _ in range(len(df))]
-        for name in self.fields:
+        for name in self.inputs:
             r = ref.get(name)
             if r is None or name not in df.columns:
                 continue

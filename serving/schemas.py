@@ -28,8 +28,10 @@ class Probabilities(BaseModel):
 
 class TopContribution(BaseModel):
     model_config = ConfigDict(protected_namespaces=())
-    field: str = Field(description="contract field")
-    value: float | int | str | None = Field(description="the value as given in the request (null: not measured)")
+    field: str = Field(description="contract field, or a derived feature (exercise_dose_vs_threshold: the protocol's "
+                       "dose relative to the published EIH threshold, 0-1, computed from modality, intensity and duration)")
+    value: float | int | str | None = Field(description="the value as given in the request (null: not measured); "
+                                            "for a derived feature, its computed value")
     contribution: float = Field(description="effect on the log-odds of `toward` relative to the other outcomes")
     toward: Response = Field(description="the outcome this field pushes toward")
     statement: str = Field(description="the same in clinical words")
@@ -58,7 +60,8 @@ class RecordExplanation(BaseModel):
     margins: dict[str, float] = Field(description="model margin (log-odds scale) per output")
     base_values: dict[str, float] = Field(description="expected margin per output (the explanation's starting point)")
     contributions: dict[str, dict[str, float]] = Field(
-        description="exact TreeSHAP contribution per output and contract predictor; base value + sum = margin")
+        description="exact TreeSHAP contribution per output, for every contract predictor and the model's derived "
+        "features; base value + sum = margin")
 
 
 class ExplainResponse(BaseModel):

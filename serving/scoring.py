@@ -43,6 +43,9 @@ class Scorer:
         }
         self._hyper = RESPONSES.index("hyperalgesia")
         self._field_pos = {f: j for j, f in enumerate(p.fields)}
+        # explanations name every contract predictor (0 for one the model does not use), then the
+        # model's derived features
+        self._explained = PREDICTORS + tuple(f for f in p.fields if f not in PREDICTORS)
 
     # ---- one batch of jobs -----------------------------------------------------------------
     def run(self, jobs: Sequence[Job]) -> list[bytes]:
@@ -88,10 +91,10 @@ class Scorer:
     def _explanation(self, rec: dict, margins: np.ndarray, base: np.ndarray, contrib: np.ndarray) -> dict:
         fields = self.predictor.fields
         rows = contrib.tolist()
-        if tuple(fields) == PREDICTORS:
+        if tuple(fields) == self._explained:
             per_output = {o: dict(zip(fields, row)) for o, row in zip(self.outputs, rows)}
         else:  # a model on a subset of the predictors: the others contribute nothing
-            per_output = {o: {f: (row[self._field_pos[f]] if f in self._field_pos else 0.0) for f in PREDICTORS}
+            per_output = {o: {f: (row[self._field_pos[f]] if f in self._field_pos else 0.0) for f in self._explained}
                           for o, row in zip(self.outputs, rows)}
         return {
             "subject_id": rec["subject_id"],

@@ -27,6 +27,7 @@ from scipy.stats import norm
 
 from data_contracts.examples import EXAMPLE_RECORD
 from data_contracts.fields import PREDICTORS, RESPONSES
+from features.derived import DERIVED, EXERCISE_DOSE
 from serving.gate import records_from_frame
 from serving.schemas import ErrorResponse, ExplainResponse, Metadata, PredictResponse
 
@@ -116,7 +117,8 @@ def test_metadata(server):
     assert meta.model.name == "eih-responder" and meta.model.version and meta.model.uri == server.uri
     assert meta.model.contract_version == meta.service_contract_version == "1.0"
     assert meta.model.label_threshold_pct == 10.0
-    assert meta.features == list(PREDICTORS) and meta.outputs == ["eih_pct"]
+    # the contract fields, then the derived dose feature (features/derived.py)
+    assert meta.features == list(PREDICTORS) + [EXERCISE_DOSE] and meta.outputs == ["eih_pct"]
     assert meta.link == "ordinal_normal" and 5 < meta.residual_sigma_pct < 40
     assert "test_log_loss" in meta.training_metrics and set(meta.risk_cutoffs) == {"moderate", "high"}
 
@@ -138,7 +140,9 @@ def test_predict_schema_order_and_meaning(server, cohort_records):
         assert p.hyperalgesia_risk == ("high" if h >= cut["high"] else "moderate" if h >= cut["moderate"] else "low")
         assert 1 <= len(p.top_contributions) <= 5
         for t in p.top_contributions:
-            assert t.value == rec[t.field] and t.statement and t.toward in RESPONSES
+            # a contract field reports the value as sent; the derived dose its value computed from the protocol
+            given = rec[t.field] if t.field in rec else DERIVED[t.field].from_record(rec)
+            assert t.value == given and t.statement and t.toward in RESPONSES
         assert p.missing_inputs == [f for f in PREDICTORS if rec[f] is None]
     one = _post(server, "/predict", records[3:4]).json()["predictions"][0]
     assert one == r.json()["predictions"][3]  # a record scores the same alone or in a list
@@ -154,7 +158,7 @@ def test_explain_is_additive_and_explains_the_served_probabilities(server, cohor
     for rec, e, p in zip(records, body.explanations, pred):
         assert e.subject_id == rec["subject_id"] == p["subject_id"]
         assert set(e.margins) == set(e.base_values) == set(e.contributions) == {"eih_pct"}
-        assert set(e.contributions["eih_pct"]) == set(PREDICTORS)
+        assert set(e.contributions["eih_pct"]) == set(PREDICTORS) | {EXERCISE_DOSE}
         m = e.margins["eih_pct"]
         assert abs(e.base_values["eih_pct"] + sum(e.contributions["eih_pct"].values()) - m) < 1e-9
         # the documented link: eih_pct ~ Normal(margin, sigma), hypoalgesia beyond +t, hyperalgesia beyond -t
@@ -183,7 +187,7 @@ def test_agrees_with_eih_score(server, cohort_records, tmp_path, cli_runner):
         for o in e["margins"]:
             assert e["margins"][o] == pytest.approx(row[f"margin_{o}"], abs=1e-12)
             assert e["base_values"][o] == pytest.approx(row[f"base_{o}"], abs=1e-12)
-            for f in PREDICTORS:  # the scores file stores contributions as float32
+            for f in PREDICTORS + (EXERCISE_DOSE,):  # the scores file stores contributions as float32
                 assert e["contributions"][o][f] == pytest.approx(row[f"contrib_{o}__{f}"], abs=1e-6)
         assert p["predicted_response"] == row["predicted_response"]
         assert p["hyperalgesia_risk"] == row["hyperalgesia_risk"]

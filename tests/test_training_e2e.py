@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from data_contracts.fields import CONTRACT_VERSION, PREDICTORS, RESPONSES
+from features.derived import EXERCISE_DOSE
 
 pytestmark = pytest.mark.slow
 
@@ -111,7 +112,9 @@ def test_pyfunc_and_predictor_agree_and_explanations_are_exact(trained_model):
 
     X = pred.transform(df)  # native categoricals need a DMatrix that says so
     sv = np.asarray(shap.TreeExplainer(pred.booster).shap_values(xgb.DMatrix(X, enable_categorical=True)))
-    assert pred.outputs == ("eih_pct",) and sv.shape == (len(df), len(PREDICTORS))  # the ordinal model: one output
+    # the ordinal model: one output; one column per contract predictor plus the derived dose
+    assert pred.outputs == ("eih_pct",) and sv.shape == (len(df), len(PREDICTORS) + 1)
+    assert pred.fields == PREDICTORS + (EXERCISE_DOSE,)
     assert np.abs(sv / pred.temperature - ex.contributions[:, 0, :]).max() < 1e-4
 
 

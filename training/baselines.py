@@ -58,17 +58,19 @@ def rule_probs(strata_fn, train: pd.DataFrame, y_train: np.ndarray, test: pd.Dat
     return table[strata_fn(test)]
 
 
-def logreg_model(seed: int = 0):
+def logreg_model(seed: int = 0, derived: tuple[str, ...] = ()):
     return make_pipeline(
-        ContractFeatures(),
+        ContractFeatures(derived=derived),
         LinearDesign(),
         LogisticRegression(C=1.0, max_iter=2000, random_state=seed),
     )
 
 
-def fit_baselines(train: pd.DataFrame, y_train: np.ndarray, test: pd.DataFrame, seed: int = 0) -> dict[str, np.ndarray]:
-    """Test-set probabilities (n_test, 3) of every baseline."""
-    lr = logreg_model(seed).fit(train, y_train)
+def fit_baselines(train: pd.DataFrame, y_train: np.ndarray, test: pd.DataFrame, seed: int = 0,
+                  derived: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """Test-set probabilities (n_test, 3) of every baseline (the logistic regression on the
+    same features as the model, derived ones included)."""
+    lr = logreg_model(seed, derived).fit(train, y_train)
     return {
         "null": null_probs(y_train, len(test)),
         "logreg": lr.predict_proba(test),

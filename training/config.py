@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from data_contracts.fields import DEFAULT_THRESHOLD_PCT
+from features.derived import DERIVED, EXERCISE_DOSE
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,8 @@ class TrainConfig:
     """`ordinal`: XGBoost regression of the measured eih_pct, class probabilities from a normal
     residual fitted out of fold (one output: uses the continuous outcome, not only its label).
     `multiclass`: one softmax margin per response class, fitted to the labels."""
+    derived_features: tuple[str, ...] = (EXERCISE_DOSE,)
+    """Derived features added after the contract fields (features/derived.py); [] for the contract fields only."""
     test_fraction: float = 0.2
     cv_folds: int = 4
     n_trials: int = 30
@@ -51,6 +54,7 @@ class TrainConfig:
     def flat(self) -> dict:
         d = asdict(self)
         search = d.pop("search")
+        d["derived_features"] = ",".join(self.derived_features) or "none"
         d.update({f"search_{k}": f"{v[0]}-{v[1]}" for k, v in search.items()})
         return d
 
@@ -73,6 +77,11 @@ def load_config(path: str | Path | None = None, **overrides) -> TrainConfig:
     if "search" in data:
         s = {k: tuple(v) for k, v in data.pop("search").items()}
         data["search"] = replace(SearchSpace(), **s)
+    if "derived_features" in data:
+        data["derived_features"] = tuple(data["derived_features"])
+        unknown_derived = [d for d in data["derived_features"] if d not in DERIVED]
+        if unknown_derived:
+            raise ValueError(f"unknown derived features: {', '.join(unknown_derived)} (known: {', '.join(DERIVED)})")
     cfg = replace(cfg, **data)
     if cfg.model not in MODEL_KINDS:
         raise ValueError(f"model must be one of {', '.join(MODEL_KINDS)}")

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from data_contracts.fields import BY_NAME, CONTRACT_VERSION, RESPONSES
+from features.derived import DERIVED
 from serving.predictor import ORDINAL
 
 
@@ -22,7 +23,8 @@ def _fmt(metrics: dict, key: str, intervals: dict | None = None, ikey: str | Non
 def model_card(*, name, cfg, metrics, intervals, subgroups: pd.DataFrame, meta, split, n_rows, dropped, data_name,
                synthetic: bool, confusion: np.ndarray) -> str:
     thr = cfg.label_threshold_pct
-    fields = meta["features"]
+    fields = [f for f in meta["features"] if f in BY_NAME]
+    derived = [f for f in meta["features"] if f in DERIVED]
     optional = [f for f in fields if not BY_NAME[f].required]
     shape = meta["model_shape"]
     lines = [
@@ -48,6 +50,11 @@ def model_card(*, name, cfg, metrics, intervals, subgroups: pd.DataFrame, meta, 
         "## Predictors",
         f"Data contract {CONTRACT_VERSION}; one model input per contract field ({len(fields)}): " + ", ".join(fields) + ".",
         "Categorical fields use XGBoost's native categorical support, so each explanation is one value per field.",
+        *([f"Derived feature{'s' if len(derived) > 1 else ''}, explained under {'their' if len(derived) > 1 else 'its'} own"
+           " name beside the fields: " + "; ".join(f"{d} ({DERIVED[d].label.lower()}, from {', '.join(DERIVED[d].inputs)})"
+                                                  for d in derived)
+           + ". The dose thresholds are the published ones the simulator also encodes, so on simulated data this"
+           " feature carries the simulator's dose shape; expect less from it on real cohorts."] if derived else []),
         "",
         "## Missing data",
         "Optional fields (" + ", ".join(optional) + ") may be missing; XGBoost routes missing values natively (learned"

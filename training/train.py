@@ -167,7 +167,7 @@ def train(
 
     split = holdout_split(df, y, cfg.test_fraction, seed)
     tr, te = split.train_idx, split.test_idx
-    feats = ContractFeatures().fit(df)
+    feats = ContractFeatures(derived=cfg.derived_features).fit(df)
     X = feats.transform(df)
     Xtr, Xte, ytr, yte = X.iloc[tr], X.iloc[te], y[tr], y[te]
     # what the booster learns: the measured eih_pct (ordinal) or the class code (multiclass)
@@ -282,7 +282,7 @@ def train(
         with console.status("evaluating on the test split (bootstrap intervals)"):
             pm = metrics.point_metrics(yte, P)
             ci = metrics.bootstrap_intervals(yte, P, n_boot=cfg.bootstrap, seed=seed)
-            base = baselines.fit_baselines(dtr, ytr, dte, seed)
+            base = baselines.fit_baselines(dtr, ytr, dte, seed, cfg.derived_features)
             logged = {f"test_{k}": v for k, v in pm.items()}
             for k, (lo, hi) in ci.items():
                 logged[f"test_{k}_ci_low"], logged[f"test_{k}_ci_high"] = lo, hi

@@ -1,0 +1,131 @@
+"""Derived features: a few named quantities computed from contract fields.
+
+One for now, `exercise_dose_vs_threshold`: how much of the dose that reliably gives
+exercise-induced hypoalgesia the protocol delivers, from 0 (below the published
+threshold) to 1 (at or above the dose that reliably relieves), by modality:
+
+| modality | dose fraction | evidence |
+|---|---|---|
+| aerobic | ramp(intensity, 50, 75) x ramp(duration, 10, 25) | no EIH below ~50 % of capacity or under ~10 min, clear at ~75 % for 20-45 min (Hoffman et al. 2004; Naugle et al. 2014) |
+| isometric | ramp(duration, 0, 2) | EIH at low and high intensity once the hold lasts ~2 min (Naugle et al. 2012) |
+| dynamic resistance | ramp(intensity, 30, 60) x ramp(duration, 3, 10) | Naugle et al. 2012 (% 1RM) |
+| HIIT | ramp(duration, 5, 15) | no acute EIH data: a prior |
+| mind-body | ramp(duration, 10, 30) | no acute EIH data: a prior |
+
+`ramp(v, a, b)` rises linearly from 0 at a to 1 at b. Missing when the modality, or a
+value the modality's formula needs, is missing.
+
+Why it exists: the response depends on the protocol's dose multiplied by how responsive
+the person is; trees need many splits (modality x intensity x duration x person) to form
+that product, and one dose number lets shallow trees reach it. Honesty note: these are
+the same published thresholds the simulator encodes (simulation/README.md), so on
+simulated cohorts the feature carries the simulator's dose shape almost exactly; on real
+cohorts the thresholds are approximations and the gain will be smaller.
+
+Explanations: a derived feature gets its own exact contribution (TreeSHAP treats it as
+one more input), reported under its name beside the contract fields; base value plus all
+contributions still equals the margin. The protocol's total effect is the sum of the
+modality, intensity, duration and dose contributions.
+
+Both the pandas path (`ContractFeatures.transform`) and the HTTP fast path
+(`EIHPredictor.matrix`) call `Derived.compute`, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from data_contracts.fields import BY_NAME
+
+
+def ramp(v: np.ndarray, a: float, b: float) -> np.ndarray:
+    return np.clip((v - a) / (b - a), 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class Derived:
+    name: str
+    label: str  # what a clinician reads
+    inputs: tuple[str, ...]  # contract fields it is computed from
+    fn: Callable[[Mapping[str, np.ndarray]], np.ndarray]
+    unit_text: str = ""
+
+    def compute(self, cols: Mapping[str, np.ndarray]) -> np.ndarray:
+        """`cols`: each input as a float array, categories as their position in the contract's
+        category list (NaN when missing). Returns a float64 array (NaN when not computable)."""
+        return np.asarray(self.fn(cols), dtype="float64")
+
+    def from_record(self, record: Mapping) -> float | None:
+        """The value for one contract record (a mapping of field -> value, as in the API)."""
+        cols = {}
+        for name in self.inputs:
+            v = record.get(name)
+            f = BY_NAME[name]
+            if f.kind == "category":
+                cols[name] = np.array([float(f.categories.index(v)) if v in f.categories else np.nan])
+            else:
+                cols[name] = np.array([np.nan if v is None else float(v)])
+        out = float(self.compute(cols)[0])
+        return None if np.isnan(out) else out
+
+
+_MODALITIES = BY_NAME["exercise_modality"].categories
+
+
+def _dose(cols: Mapping[str, np.ndarray]) -> np.ndarray:
+    mod = np.asarray(cols["exercise_modality"], dtype="float64")
+    inten = np.asarray(cols["exercise_intensity_pct"], dtype="float64")
+    dur = np.asarray(cols["exercise_duration_min"], dtype="float64")
+    out = np.full(len(mod), np.nan)
+    with np.errstate(invalid="ignore"):
+        for code, name in enumerate(_MODALITIES):
+            m = mod == code
+            if not m.any():
+                continue
+            i, d = inten[m], dur[m]
+            if name == "aerobic":
+                v = ramp(i, 50.0, 75.0) * ramp(d, 10.0, 25.0)
+            elif name == "isometric":
+                v = ramp(d, 0.0, 2.0)
+            elif name == "dynamic_resistance":
+                v = ramp(i, 30.0, 60.0) * ramp(d, 3.0, 10.0)
+            elif name == "hiit":
+                v = ramp(d, 5.0, 15.0)
+            elif name == "mind_body":
+                v = ramp(d, 10.0, 30.0)
+            else:  # a category added to the contract later: no published threshold here
+                v = np.full(len(i), np.nan)
+            out[m] = v  # NaN inputs stay NaN (np.clip keeps NaN)
+    return out
+
+
+EXERCISE_DOSE = "exercise_dose_vs_threshold"
+
+DERIVED: dict[str, Derived] = {
+    EXERCISE_DOSE: Derived(
+        EXERCISE_DOSE,
+        "Exercise dose relative to the EIH threshold",
+        ("exercise_modality", "exercise_intensity_pct", "exercise_duration_min"),
+        _dose,
+    ),
+}
+
+
+def is_derived(name: str) -> bool:
+    return name in DERIVED
+
+
+def kind(name: str) -> str:
+    """'number' or 'category' for a contract field or a derived feature."""
+    return "number" if name in DERIVED else BY_NAME[name].kind
+
+
+def dose_band(v: float) -> str:
+    if v <= 0.0:
+        return "below the threshold for EIH"
+    if v >= 1.0:
+        return "at or above the dose that reliably gives EIH"
+    return f"{v:.0%} of the dose that reliably gives EIH"
