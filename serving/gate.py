@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field as PydanticField, ValidationEr
 
 from data_contracts.fields import BY_NAME, CONTRACT_VERSION, FIELDS
 from data_contracts.record import ContractRecord
-from data_contracts.schema import CROSS_RULES, ID_PATTERN, SCHEMA
+from data_contracts.schema import CROSS_RULES, ID_PATTERN, PRESCREEN_ENABLED
 
 MAX_RECORDS = 1000
 MAX_PROBLEMS = 200
@@ -186,34 +186,6 @@ def _valid_subject_id(obj: Any, index: int | None) -> str | None:
 
 
 # ---- step 3: contract rules --------------------------------------------------------------
-def _expected_checks() -> set[str]:
-    names = set()
-    for f in FIELDS:
-        if f.kind == "number":
-            names.add(f"range:{f.name}")
-        elif f.kind == "category":
-            names.add(f"category:{f.name}")
-        elif f.name == "subject_id":
-            names.add("pattern:subject_id")
-        else:
-            names.add(f"length:{f.name}")
-    return names | {f"cross:{r.name}" for r in CROSS_RULES}
-
-
-def _schema_checks() -> set[str]:
-    names = {str(c.name) for c in SCHEMA.checks}
-    for col in SCHEMA.columns.values():
-        names |= {str(c.name) for c in col.checks}
-    return names
-
-
-PRESCREEN_ENABLED: bool = (
-    _schema_checks() == _expected_checks()
-    and all(f.kind in ("number", "category", "string") for f in FIELDS)
-)
-"""False when the contract schema holds a check the pre-screen does not implement: then
-every request is checked by validate_frame alone (slower, never wrong)."""
-
 _RULES = [
     (f.name, f.kind, f.required, f.min, f.max, frozenset(f.categories))
     for f in FIELDS

@@ -144,3 +144,28 @@ def test_single_mutated_row_among_valid_rows(recs, case, data):
     assert list(report.rejected_rows) == [pos + 1]
     assert set(report.problems["field"]) == {name}, report.problems.to_dict("records")
     assert report.n_valid == len(recs)
+
+
+# ---- the vectorized pre-screen of validate_frame ------------------------------------------
+def _without_prescreen(df):
+    from unittest.mock import patch
+
+    import data_contracts.validate as v
+
+    with patch.object(v, "doubtful_rows", lambda data: None):  # pandera checks every row
+        return v.validate_frame(df)
+
+
+@SETTINGS_FEW
+@given(st.lists(st.one_of(valid_records(), mutated_records().map(lambda case: case[0])), min_size=1, max_size=6),
+       st.booleans())
+def test_prescreen_changes_nothing_but_speed(recs, duplicate):
+    import pandas as pd
+
+    if duplicate and len(recs) > 1:
+        recs[-1] = {**recs[-1], "subject_id": recs[0]["subject_id"]}
+    df = frame(*recs)
+    fast, slow = validate_frame(df), _without_prescreen(df)
+    pd.testing.assert_frame_equal(fast.problems, slow.problems)
+    pd.testing.assert_frame_equal(fast.valid, slow.valid)
+    assert fast.n_rejected + fast.n_valid == len(recs)
