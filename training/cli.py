@@ -14,7 +14,7 @@ def register(app: typer.Typer) -> None:
 def train_cmd(
     data: Path = typer.Option(..., "--data", help="Training cohort (.csv or .parquet) with predictors and ppt_post_kpa."),
     oracle: Path | None = typer.Option(None, "--oracle", help="Oracle file from `eih simulate` (subject_id,p_*): adds the truth's metrics and oracle_capture."),
-    config: Path | None = typer.Option(None, "--config", help="TOML or JSON overriding training settings (see training/config.py: n_trials, cv_folds, label_threshold_pct, ...)."),
+    config: Path | None = typer.Option(None, "--config", help="TOML or JSON overriding training settings (see training/config.py: n_trials, cv_folds, label_threshold_pct, cost_tolerance, derived_features (default [\"exercise_dose_vs_threshold\"]; [] for the contract fields only), ...)."),
     seed: int = typer.Option(0, "--seed", help="Seed for the split, the search and the bootstrap (same data + seed = same metrics)."),
     experiment: str = typer.Option("eih-responder", "--experiment", help="MLflow experiment name."),
     registered_model: str = typer.Option("eih-responder", "--registered-model", help="MLflow registered model name."),
