@@ -75,6 +75,9 @@ def test_artifacts_and_model_card(trained_model, client, tmp_path):
     for section in ("Intended use", "synthetic", "Outcome", "threshold 10 %", "Predictors", "Missing data",
                     "Performance", "95 % bootstrap CI", "Subgroups", "Limitations", f"contract {CONTRACT_VERSION}"):
         assert section in card, section
+    # the derived feature is named, described in clinical words and its honesty note given
+    assert "exercise_dose_vs_threshold (exercise dose relative to the EIH threshold, from exercise_modality" in card
+    assert "expect less from it on real cohorts" in card
 
 
 def test_registered_version_alias_and_signature(trained_model, client):

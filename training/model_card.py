@@ -51,7 +51,7 @@ def model_card(*, name, cfg, metrics, intervals, subgroups: pd.DataFrame, meta, 
         f"Data contract {CONTRACT_VERSION}; one model input per contract field ({len(fields)}): " + ", ".join(fields) + ".",
         "Categorical fields use XGBoost's native categorical support, so each explanation is one value per field.",
         *([f"Derived feature{'s' if len(derived) > 1 else ''}, explained under {'their' if len(derived) > 1 else 'its'} own"
-           " name beside the fields: " + "; ".join(f"{d} ({DERIVED[d].label.lower()}, from {', '.join(DERIVED[d].inputs)})"
+           " name beside the fields: " + "; ".join(f"{d} ({DERIVED[d].label[:1].lower() + DERIVED[d].label[1:]}, from {', '.join(DERIVED[d].inputs)})"
                                                   for d in derived)
            + ". The dose thresholds are the published ones the simulator also encodes, so on simulated data this"
            " feature carries the simulator's dose shape; expect less from it on real cohorts."] if derived else []),
