@@ -38,7 +38,8 @@ def score(
                                                                    "--top-k fields with the largest effect per row "
                                                                    "(topN_field, topN_contribution, topN_toward); "
                                                                    "full: margin_<o>, base_<o> and contrib_<o>__<field> "
-                                                                   "for every model output and contract predictor "
+                                                                   "for every model output, contract predictor and "
+                                                                   "derived feature "
                                                                    "(base + contributions = margin)."),
     top_k: int = typer.Option(5, "--top-k", min=1, help="Fields per row with --explain top."),
     engine: Engine = typer.Option(Engine.local, "--engine", help="local: this process (XGBoost uses every core); "
