@@ -221,3 +221,20 @@ def test_multiclass_kind_trains_a_softmax_model_with_exact_explanations(trained_
     assert np.allclose(P, softmax(ex.margins), atol=1e-12) and np.allclose(P.sum(axis=1), 1)
     assert {a.path for a in client.list_artifacts(res.run_id, "report")} >= {
         "report/shap_summary_hyperalgesia.png", "report/shap_summary_hypoalgesia.png"}
+
+
+def test_training_without_an_oracle_when_the_cheaper_candidate_wins(trained_model, client):
+    """A user's own cohort has no oracle: training still completes and logs no oracle metric,
+    also when the cost rule picks a cheaper candidate than the best one (a regression once)."""
+    from rich.console import Console
+
+    from training.config import TrainConfig
+    from training.train import train
+
+    cfg = TrainConfig(n_trials=3, cv_folds=3, bootstrap=20, max_rounds=200, cost_tolerance=1.0)
+    res = train(trained_model.cohort.path, oracle=None, cfg=cfg, seed=11, experiment="eih-no-oracle",
+                registered_model="eih-no-oracle", console=Console(quiet=True))
+    logged = client.get_run(res.run_id).data.metrics
+    assert "best_cv_candidate_test_log_loss" in logged  # the cheaper candidate was chosen
+    assert not [k for k in logged if "oracle" in k and "best_cv_candidate_test" not in k]
+    assert logged["test_log_loss"] < logged["null_test_log_loss"]
