@@ -253,13 +253,15 @@ def score_chunk(predictor, frame: pd.DataFrame, index: int, row_offset: int, dup
     sampled = (u < opts.sample_rate)[frame.index.isin(valid.index)]  # over the valid rows, in order
 
     if n:
+        X = predictor.transform(valid)  # once: scoring, explanations, drift and the beeswarm sample
         if opts.explain == "none":
-            P = predictor.predict_proba(valid)
+            P = predictor.proba(predictor.margins_of(X))
             ex = None
-            contrib = predictor.explain(valid.iloc[np.flatnonzero(sampled)]).contributions if sampled.any() else None
+            contrib = predictor.explain_features(X.iloc[np.flatnonzero(sampled)]).contributions if sampled.any() else None
             sample_contrib = contrib
         else:
-            P, ex = predictor.predict_and_explain(valid)
+            ex = predictor.explain_features(X)
+            P = predictor.proba(ex.margins)
             contrib = ex.contributions
             sample_contrib = contrib[sampled]
         risk = risk_codes(predictor, P[:, HYPER])
@@ -281,7 +283,6 @@ def score_chunk(predictor, frame: pd.DataFrame, index: int, row_offset: int, dup
             agg.group_psum[g] = np.stack([np.bincount(c, weights=P[ok, k], minlength=levels)
                                           for k in range(len(RESPONSES))], axis=1)
         # input drift against the training reference
-        X = predictor.transform(valid)
         ref = predictor.reference
         for name in predictor.fields:
             col = X[name]

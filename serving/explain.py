@@ -150,8 +150,12 @@ def top_fields(contributions: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarra
 
 
 def top_contributions(records: list[dict], fields: tuple[str, ...], contributions: np.ndarray,
-                      k: int = 5) -> list[list[dict]]:
-    """The API's `top_contributions` for each record (values as given)."""
+                      k: int = 5, values: np.ndarray | None = None) -> list[list[dict]]:
+    """The API's `top_contributions` for each record (values as given).
+
+    A derived feature's value is read from `values`, the model's feature matrix of these
+    records (`EIHPredictor.matrix`, already built to explain them); without it, it is
+    computed from the record."""
     idx, val, tow = top_fields(contributions, k)
     ordinal = contributions.shape[1] == 1
     out = []
@@ -160,7 +164,13 @@ def top_contributions(records: list[dict], fields: tuple[str, ...], contribution
         for j in range(idx.shape[1]):
             f = fields[idx[i, j]]
             toward = RESPONSES[tow[i, j]]
-            v = rec.get(f) if f not in DERIVED else DERIVED[f].from_record(rec)
+            if f not in DERIVED:
+                v = rec.get(f)
+            elif values is not None:
+                x = float(values[i, idx[i, j]])
+                v = None if math.isnan(x) else x
+            else:
+                v = DERIVED[f].from_record(rec)
             shift = float(contributions[i, 0, idx[i, j]]) if ordinal else None
             items.append({"field": f, "value": v, "contribution": round(float(val[i, j]), 6), "toward": toward,
                           "statement": statement(f, v, toward, rec, shift)})

@@ -152,9 +152,13 @@ class EIHPredictor:
     def raw_margins(self, X: pd.DataFrame) -> np.ndarray:
         return self.booster.predict(self._dmatrix(X), output_margin=True, validate_features=True)
 
-    def margins(self, df: pd.DataFrame) -> np.ndarray:
-        raw = self.raw_margins(self.transform(df))
+    def margins_of(self, X: pd.DataFrame) -> np.ndarray:
+        """Calibrated margins (n, K) of a feature frame built by `transform`."""
+        raw = self.raw_margins(X)
         return raw.reshape(len(raw), -1) / self.temperature + self.bias
+
+    def margins(self, df: pd.DataFrame) -> np.ndarray:
+        return self.margins_of(self.transform(df))
 
     def proba(self, margins: np.ndarray) -> np.ndarray:
         """Class probabilities (n, 3), RESPONSES order, from calibrated margins."""
@@ -163,10 +167,13 @@ class EIHPredictor:
     def predict_proba(self, df: pd.DataFrame) -> np.ndarray:
         return self.proba(self.margins(df))
 
-    def explain(self, df: pd.DataFrame) -> Explanation:
-        X = self.transform(df)
+    def explain_features(self, X: pd.DataFrame) -> Explanation:
+        """`explain` for a feature frame built by `transform` (the batch scorer transforms once)."""
         contrib = self.booster.predict(self._dmatrix(X), pred_contribs=True, validate_features=True)
         return self._explanation(contrib)
+
+    def explain(self, df: pd.DataFrame) -> Explanation:
+        return self.explain_features(self.transform(df))
 
     def _explanation(self, contrib: np.ndarray) -> Explanation:
         # XGBoost returns float32; in float64 the served margins equal base + sum(contributions)
@@ -193,6 +200,10 @@ class EIHPredictor:
         if cols is None:
             cats = self.features.categories_
             cols = [(f, {c: float(i) for i, c in enumerate(cats[f])} if f in cats else None) for f in self.inputs]
+            pos = {f: j for j, f in enumerate(self.fields)}
+            # derived features: (column, spec, {input field: its column})
+            self._derived_plan = [(pos[d], DERIVED[d], {f: pos[f] for f in DERIVED[d].inputs})
+                                  for d in self.fields[len(self.inputs):]]
             self._fast_cols = cols
         return cols
 
@@ -215,11 +226,8 @@ class EIHPredictor:
                     row[j] = float(v)
                 elif isinstance(v, str):
                     row[j] = codes.get(v, np.nan)
-        if len(self.fields) > len(cols):  # derived features, from the columns just filled
-            pos = {f: j for j, f in enumerate(self.fields)}
-            for d in self.fields[len(cols):]:
-                spec = DERIVED[d]
-                X[:, pos[d]] = spec.compute({f: X[:, pos[f]] for f in spec.inputs})
+        for j, spec, src in self._derived_plan:  # derived features, from the columns just filled
+            X[:, j] = spec.compute({f: X[:, k] for f, k in src.items()})
         return X
 
     def _feature_types(self) -> list[str]:
@@ -247,7 +255,7 @@ class EIHPredictor:
 
     def missing_optional_matrix(self, X: np.ndarray) -> list[list[str]]:
         """`missing_optional` for a matrix built by `matrix` (every field present as a column)."""
-        optional = [j for j, f in enumerate(self.fields) if f in BY_NAME and not BY_NAME[f].required]
+        optional = [j for j, f in enumerate(self.inputs) if not BY_NAME[f].required]  # inputs come first
         names = np.asarray([self.fields[j] for j in optional], dtype=object)
         miss = np.isnan(X[:, optional]) if optional else np.zeros((len(X), 0), dtype=bool)
         return [list(names[row]) for row in miss]
