@@ -221,7 +221,8 @@ def subject_ids(col: pd.Series) -> pd.Series:
     return data["subject_id"]
 
 
-def validate_frame(df: pd.DataFrame, *, row_offset: int = 0, duplicate_ids=None) -> ValidationReport:
+def validate_frame(df: pd.DataFrame, *, row_offset: int = 0, duplicate_ids=None,
+                   prescreen: bool = True) -> ValidationReport:
     """Validate one cohort frame (or one chunk of a file).
 
     `row_offset` is the number of data rows before this chunk in its file, so `row`
@@ -232,6 +233,9 @@ def validate_frame(df: pd.DataFrame, *, row_offset: int = 0, duplicate_ids=None)
     file (values as `subject_ids` returns them). When a file is validated chunk by
     chunk, every copy of such an id is rejected in every chunk with the same problem as
     a duplicate within one frame, so chunked and whole-file validation agree.
+
+    `prescreen=False` makes pandera check every row instead of only those `doubtful_rows`
+    lists (the same answer, slower: for tests and benchmarks of the pre-screen).
     """
     missing = missing_required(df.columns)
     if missing:
@@ -243,7 +247,7 @@ def validate_frame(df: pd.DataFrame, *, row_offset: int = 0, duplicate_ids=None)
 
     # pandera has the last word on every row the vectorized pre-screen doubts; the rows it
     # passes cannot break a schema rule, so pandera need not see them (same problems, faster)
-    doubt = doubtful_rows(data)
+    doubt = doubtful_rows(data) if prescreen else None
     schema_problems = _frame(np.array([], dtype="int64"), "", "")
     if doubt is None or len(doubt):
         subset = data if doubt is None or len(doubt) == n else data.iloc[doubt]

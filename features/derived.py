@@ -114,8 +114,11 @@ DERIVED: dict[str, Derived] = {
 }
 
 
-def is_derived(name: str) -> bool:
-    return name in DERIVED
+def check_names(names) -> None:
+    """Raise ValueError naming any unknown derived feature."""
+    unknown = [d for d in names if d not in DERIVED]
+    if unknown:
+        raise ValueError(f"unknown derived features: {', '.join(unknown)} (known: {', '.join(DERIVED)})")
 
 
 def kind(name: str) -> str:

@@ -22,7 +22,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from data_contracts.fields import BY_NAME, PREDICTORS
-from features.derived import DERIVED
+from features.derived import DERIVED, check_names
 
 
 class ContractFeatures(TransformerMixin, BaseEstimator):
@@ -45,9 +45,7 @@ class ContractFeatures(TransformerMixin, BaseEstimator):
         unknown = [p for p in self.predictors if p not in BY_NAME]
         if unknown:
             raise ValueError(f"not contract fields: {', '.join(unknown)}")
-        bad = [d for d in self.derived if d not in DERIVED]
-        if bad:
-            raise ValueError(f"unknown derived features: {', '.join(bad)}")
+        check_names(self.derived)
         for d in self.derived:
             lacking = [f for f in DERIVED[d].inputs if f not in self.predictors]
             if lacking:

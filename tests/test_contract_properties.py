@@ -148,12 +148,7 @@ def test_single_mutated_row_among_valid_rows(recs, case, data):
 
 # ---- the vectorized pre-screen of validate_frame ------------------------------------------
 def _without_prescreen(df):
-    from unittest.mock import patch
-
-    import data_contracts.validate as v
-
-    with patch.object(v, "doubtful_rows", lambda data: None):  # pandera checks every row
-        return v.validate_frame(df)
+    return validate_frame(df, prescreen=False)  # pandera checks every row
 
 
 @SETTINGS_FEW

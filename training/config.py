@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from data_contracts.fields import DEFAULT_THRESHOLD_PCT
-from features.derived import DERIVED, EXERCISE_DOSE
+from features.derived import EXERCISE_DOSE, check_names
 
 
 @dataclass(frozen=True)
@@ -79,9 +79,7 @@ def load_config(path: str | Path | None = None, **overrides) -> TrainConfig:
         data["search"] = replace(SearchSpace(), **s)
     if "derived_features" in data:
         data["derived_features"] = tuple(data["derived_features"])
-        unknown_derived = [d for d in data["derived_features"] if d not in DERIVED]
-        if unknown_derived:
-            raise ValueError(f"unknown derived features: {', '.join(unknown_derived)} (known: {', '.join(DERIVED)})")
+        check_names(data["derived_features"])
     cfg = replace(cfg, **data)
     if cfg.model not in MODEL_KINDS:
         raise ValueError(f"model must be one of {', '.join(MODEL_KINDS)}")

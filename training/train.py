@@ -144,7 +144,7 @@ def train(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from eih.settings import CHAMPION_ALIAS, configure_mlflow, get_or_create_experiment
-    from serving.predictor import ORDINAL_OUTPUT, EIHPredictor, margins_to_proba
+    from serving.predictor import ORDINAL_OUTPUT, EIHPredictor
 
     cfg = cfg or TrainConfig()
     console = console or Console()
@@ -232,9 +232,8 @@ def train(
 
         with console.status("calibrating on out-of-fold predictions"):
             params, oof, fitted, cal, apply = calibrate(chosen)
-            ece_before = metrics.ece(ytr, margins_to_proba(oof, link, fitted.sigma_alone, cfg.label_threshold_pct))
-            ece_after = metrics.ece(ytr, margins_to_proba(oof / cal.temperature + cal.bias, link, cal.sigma,
-                                                          cfg.label_threshold_pct))
+            ece_before = metrics.ece(ytr, fitted.identity().proba(oof, link, cfg.label_threshold_pct))
+            ece_after = metrics.ece(ytr, cal.proba(oof, link, cfg.label_threshold_pct))
         cal_metrics = {"oof_log_loss_uncalibrated": fitted.log_loss_before, "oof_log_loss_calibrated": cal.log_loss_after,
                        "oof_ece_uncalibrated": ece_before, "oof_ece_calibrated": ece_after,
                        "calibration_temperature": cal.temperature}
@@ -307,8 +306,7 @@ def train(
                 # what the cheaper-to-explain choice costs: the best CV candidate, fitted the same way
                 bp, _, _, bcal, _ = calibrate(best)
                 braw = tune.fit_final(Xtr, ttr, bp, best.n_rounds).predict(tune.dmatrix(Xte), output_margin=True)
-                bP = margins_to_proba(braw.reshape(len(te), n_out) / bcal.temperature + bcal.bias, link, bcal.sigma,
-                                      cfg.label_threshold_pct)
+                bP = bcal.proba(braw.reshape(len(te), n_out), link, cfg.label_threshold_pct)
                 logged["best_cv_candidate_test_log_loss"] = metrics.log_loss(yte, bP)
                 if oracle_P is not None:
                     logged["best_cv_candidate_oracle_capture"] = metrics.oracle_capture(

@@ -179,6 +179,10 @@ class Calibration:
             d["sigma"] = self.sigma
         return d
 
+    def proba(self, raw: np.ndarray, link_kind: str, threshold_pct: float) -> np.ndarray:
+        """Class probabilities of raw margins (n, K) under this calibration."""
+        return margins_to_proba(raw / self.temperature + self.bias, link_kind, self.sigma, threshold_pct)
+
     def identity(self) -> "Calibration":
         """The same without temperature and bias (when the correction is not worth applying)."""
         return Calibration(1.0, np.zeros_like(self.bias), self.sigma_alone, self.log_loss_before, self.log_loss_before,
