@@ -10,8 +10,12 @@ Two model kinds share this runtime (`meta["link"]`):
   = P(eih <= -t) for eih ~ Normal(margin, sigma), t the label threshold.
 - `softmax`: one margin (log-odds) per response class, probabilities by softmax.
 
-Explanations are exact TreeSHAP values computed by XGBoost (`pred_contribs=True`), one
-per contract field, in the units of each output's margin. Calibration is an affine map of
+Explanations are exact TreeSHAP values: XGBoost's own `pred_contribs=True` numbers, one
+per contract field, in the units of each output's margin. When the trees are shallow
+enough (every model `eih train` has chosen so far) they are read from per-tree tables of
+XGBoost's numbers (`serving.shap_tables`: the same values to float32 rounding, ~10x
+faster on batches and ~6x on one record), on every path alike, so a record gets the same
+bits over HTTP, in a micro-batch and in a batch file; otherwise XGBoost is called. Calibration is an affine map of
 the margins (temperature T and a bias b per output): margin = raw / T + b. Contributions
 are divided by T and b is added to the base value, so base + sum(contributions) equals
 the calibrated margin exactly and the explanation explains the probabilities served.
@@ -32,6 +36,7 @@ from scipy.special import ndtr
 from data_contracts.fields import BY_NAME, CONTRACT_MAJOR, RESPONSES
 from features.derived import DERIVED, kind
 from features.pipeline import ContractFeatures
+from serving.shap_tables import ShapTables
 
 BOOSTER_FILE = "booster.ubj"
 META_FILE = "meta.json"
@@ -169,8 +174,37 @@ class EIHPredictor:
 
     def explain_features(self, X: pd.DataFrame) -> Explanation:
         """`explain` for a feature frame built by `transform` (the batch scorer transforms once)."""
+        tables = self.shap_tables()
+        if tables is not None:
+            if tuple(X.columns) != self.fields:
+                raise ValueError("feature frame columns are not in the model's order")
+            return self._explanation(tables.contributions(self.frame_matrix(X)))
         contrib = self.booster.predict(self._dmatrix(X), pred_contribs=True, validate_features=True)
         return self._explanation(contrib)
+
+    def shap_tables(self) -> ShapTables | None:
+        """The table explainer of this booster (built once), or None if its trees are too deep."""
+        tables = getattr(self, "_shap_tables", None)
+        if tables is None:
+            cats = self.features.categories_
+            n_categories = {j: len(cats[f]) for j, f in enumerate(self.fields) if f in cats}
+            tables = ShapTables.build(self.booster, self._feature_types(), n_categories) or False
+            self._shap_tables = tables
+        return tables or None
+
+    def frame_matrix(self, X: pd.DataFrame) -> np.ndarray:
+        """A feature frame built by `transform` -> the (n, F) matrix XGBoost reads from it
+        (categories as their codes, missing as NaN), column-major."""
+        M = np.empty((len(X), len(self.fields)), order="F")
+        for j, name in enumerate(self.fields):
+            col = X[name]
+            if isinstance(col.dtype, pd.CategoricalDtype):
+                codes = col.cat.codes.to_numpy()
+                M[:, j] = codes
+                M[codes < 0, j] = np.nan
+            else:
+                M[:, j] = col.to_numpy(dtype="float64", na_value=np.nan)
+        return M
 
     def explain(self, df: pd.DataFrame) -> Explanation:
         return self.explain_features(self.transform(df))
@@ -243,6 +277,9 @@ class EIHPredictor:
         """`explain` for a matrix built by `matrix` (same values, without pandas)."""
         if X.ndim != 2 or X.shape[1] != len(self.fields):
             raise ValueError("feature matrix does not have one column per model field")
+        tables = self.shap_tables()
+        if tables is not None:
+            return self._explanation(tables.contributions(X))
         dm = xgb.DMatrix(X, feature_names=list(self.fields), feature_types=self._feature_types(),
                          enable_categorical=True, nthread=1)
         # the columns are in self.fields order by construction, and __init__ checked that the

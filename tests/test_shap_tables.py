@@ -1,0 +1,165 @@
+"""The table explainer (serving/shap_tables.py) gives XGBoost's own TreeSHAP numbers:
+checked against `pred_contribs` on simulated rows, on values exactly at and just below
+every split threshold, on every category and on missing values, for one-output
+(ordinal) and three-class models; deep trees fall back to XGBoost; a wrong split rule is
+caught by the build check; the row loop and the vectorized path give the same bits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xgboost as xgb
+
+import serving.shap_tables as st
+from data_contracts.fields import PREDICTORS
+from features.derived import EXERCISE_DOSE
+from features.pipeline import ContractFeatures
+from serving.predictor import EIHPredictor
+from serving.shap_tables import ShapTables
+
+TOL = 1e-5  # float32 sums of 30 trees; contributions are in %-points or log-odds
+
+
+@pytest.fixture(scope="module")
+def data():
+    from data_contracts.labels import eih_pct
+    from simulation import simulate
+
+    cohort, _ = simulate(3000, seed=5, n_sites=2)
+    feats = ContractFeatures(predictors=PREDICTORS, derived=(EXERCISE_DOSE,)).fit(None)
+    X = feats.transform(cohort)
+    y = eih_pct(cohort).to_numpy()
+    cats = feats.categories_
+    n_categories = {j: len(cats[f]) for j, f in enumerate(X.columns) if f in cats}
+    M = np.column_stack([
+        np.where(X[f].cat.codes.to_numpy() < 0, np.nan, X[f].cat.codes.to_numpy()) if f in cats
+        else X[f].to_numpy(dtype="float64", na_value=np.nan) for f in X.columns])
+    return X, M, y, n_categories
+
+
+def _booster(data, depth: int, multiclass: bool = False, rounds: int = 30) -> xgb.Booster:
+    X, _, y, _ = data
+    params = {"max_depth": depth, "eta": 0.1, "nthread": 1, "seed": 3}
+    if multiclass:
+        params.update(objective="multi:softprob", num_class=3)
+        y = np.digitize(y, [-10.0, 10.0])
+    return xgb.train(params, xgb.DMatrix(X, y, enable_categorical=True), rounds)
+
+
+def _xgb_contribs(booster, M, n_out):
+    dm = xgb.DMatrix(M, feature_names=booster.feature_names, feature_types=booster.feature_types,
+                     enable_categorical=True)
+    return booster.predict(dm, pred_contribs=True).reshape(len(M), n_out, M.shape[1] + 1)
+
+
+def _edge_rows(tables: ShapTables, M: np.ndarray) -> np.ndarray:
+    """Rows of the cohort with one feature set exactly at, or just below, one of its split
+    thresholds, to every category and to missing, in turn."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for col, f in tables.features.items():
+        if f.categorical:
+            values = [float(c) for c in range(f.n_categories)] + [np.nan]
+        else:
+            values = [v for t in f.thresholds for v in (float(t), float(np.nextafter(t, np.float32(-np.inf))))]
+            values.append(np.nan)
+        for v in values:
+            r = M[rng.integers(len(M))].copy()
+            r[col] = v
+            rows.append(r)
+    return np.asarray(rows)
+
+
+@pytest.mark.parametrize("multiclass", [False, True], ids=["one output", "three classes"])
+@pytest.mark.parametrize("depth", [2, 3])
+def test_tables_give_xgboosts_contributions(data, depth, multiclass):
+    _, M, _, n_categories = data
+    booster = _booster(data, depth, multiclass)
+    tables = ShapTables.build(booster, list(booster.feature_types), n_categories)
+    assert tables is not None
+    n_out = 3 if multiclass else 1
+    assert tables.n_outputs == n_out
+    edges = _edge_rows(tables, M)
+    assert len(edges) > 100  # thresholds of many features were exercised
+    for rows in (M, edges):
+        got = tables.contributions(rows)
+        want = _xgb_contribs(booster, rows, n_out)
+        assert got.shape == want.shape == (len(rows), n_out, M.shape[1] + 1)
+        np.testing.assert_allclose(got, want, rtol=0, atol=TOL)
+        # the margin: bias + contributions is XGBoost's own prediction
+        margin = booster.predict(xgb.DMatrix(rows, feature_names=booster.feature_names,
+                                             feature_types=booster.feature_types, enable_categorical=True),
+                                 output_margin=True).reshape(len(rows), n_out)
+        np.testing.assert_allclose(got.sum(axis=2), margin, rtol=0, atol=1e-4)
+    # features the trees never split on get exactly zero
+    unused = [j for j in range(M.shape[1]) if j not in tables.features]
+    assert np.all(tables.contributions(M[:500])[:, :, unused] == 0.0)
+
+
+def test_row_loop_and_vectorized_path_give_the_same_bits(data):
+    _, M, _, n_categories = data
+    booster = _booster(data, 3)
+    tables = ShapTables.build(booster, list(booster.feature_types), n_categories)
+    rows = M[:400]
+    assert np.array_equal(tables._contributions_loop(rows), tables.contributions(rows))
+    # the dispatcher: small batches take the loop, larger ones numpy; same answer either way
+    small = rows[: st.SMALL_BATCH]
+    assert np.array_equal(tables.contributions(small), tables.contributions(rows)[: st.SMALL_BATCH])
+
+
+def test_deep_trees_are_not_tabulated(data):
+    _, _, _, n_categories = data
+    booster = _booster(data, 6, rounds=10)
+    assert ShapTables.build(booster, list(booster.feature_types), n_categories) is None
+
+
+def test_a_wrong_split_rule_is_caught_by_the_build_check(data, monkeypatch):
+    """If the tables misread XGBoost's categorical rule (categories in a split's set go
+    right), the check against pred_contribs refuses them instead of serving wrong numbers."""
+    _, _, _, n_categories = data
+    booster = _booster(data, 3)
+    assert ShapTables.build(booster, list(booster.feature_types), n_categories) is not None
+
+    def in_set_goes_left(f, g, split):
+        _col, is_cat, cond, default_left, cat_set = split
+        if g == f.n_classes - 1:
+            return int(default_left)
+        if is_cat:
+            return int(g in cat_set)
+        return int(f.representative(g) < cond)
+
+    monkeypatch.setattr(st, "_decision", in_set_goes_left)
+    assert ShapTables.build(booster, list(booster.feature_types), n_categories) is None
+
+
+def test_a_category_code_outside_the_model_is_refused(data):
+    _, M, _, n_categories = data
+    booster = _booster(data, 3)
+    tables = ShapTables.build(booster, list(booster.feature_types), n_categories)
+    col = next(c for c, f in tables.features.items() if f.categorical)
+    bad = M[:40].copy()
+    bad[0, col] = n_categories[col]  # one past the last code
+    for rows in (bad[:1], bad):  # the loop and the vectorized path
+        with pytest.raises(ValueError, match="category code outside"):
+            tables.contributions(rows)
+
+
+def test_predictor_explains_with_tables_and_falls_back_for_deep_trees(trained_model, data):
+    """EIHPredictor uses the tables when it can (same numbers as XGBoost to 1e-5, a record
+    gets the same bits alone and in a batch) and XGBoost's call when it cannot."""
+    from serving.loading import load_model
+
+    X, M, _, _ = data
+    meta = load_model(trained_model.uri).predictor.meta
+    for depth, tabulated in ((3, True), (6, False)):
+        pred = EIHPredictor(_booster(data, depth, rounds=12), meta)
+        assert (pred.shap_tables() is not None) is tabulated
+        frame = X.iloc[:300]
+        ex = pred.explain_features(frame)
+        want = pred.booster.predict(pred._dmatrix(frame), pred_contribs=True)
+        np.testing.assert_allclose(ex.contributions[:, 0, :] * pred.temperature, want[:, :-1], rtol=0, atol=TOL)
+        np.testing.assert_allclose(ex.margins, ex.base + ex.contributions.sum(axis=2), rtol=0, atol=1e-9)
+        one = pred.explain_matrix(pred.frame_matrix(frame.iloc[[7]]))
+        assert np.array_equal(one.contributions[0], pred.explain_matrix(pred.frame_matrix(frame)).contributions[7]) \
+            or not tabulated
+        assert np.array_equal(pred.frame_matrix(frame), M[:300], equal_nan=True)
