@@ -194,11 +194,19 @@ class EIHPredictor:
 
     def frame_matrix(self, X: pd.DataFrame) -> np.ndarray:
         """A feature frame built by `transform` -> the (n, F) matrix XGBoost reads from it
-        (categories as their codes, missing as NaN), column-major."""
+        (categories as their codes in the model's category order, missing as NaN),
+        column-major. A categorical column in another category order is re-coded by name,
+        as XGBoost does with a frame; a category the model does not know is refused."""
         M = np.empty((len(X), len(self.fields)), order="F")
+        cats = self.features.categories_
         for j, name in enumerate(self.fields):
             col = X[name]
             if isinstance(col.dtype, pd.CategoricalDtype):
+                if name in cats and list(col.cat.categories) != list(cats[name]):
+                    recoded = col.cat.set_categories(cats[name])
+                    if (recoded.isna() & col.notna()).any():
+                        raise ValueError(f"{name}: a category the model does not know")
+                    col = recoded
                 codes = col.cat.codes.to_numpy()
                 M[:, j] = codes
                 M[codes < 0, j] = np.nan

@@ -163,3 +163,54 @@ def test_predictor_explains_with_tables_and_falls_back_for_deep_trees(trained_mo
         assert np.array_equal(one.contributions[0], pred.explain_matrix(pred.frame_matrix(frame)).contributions[7]) \
             or not tabulated
         assert np.array_equal(pred.frame_matrix(frame), M[:300], equal_nan=True)
+
+
+def test_refuses_what_xgboost_refuses_and_reads_codes_in_float32(data):
+    _, M, _, n_categories = data
+    booster = _booster(data, 3)
+    tables = ShapTables.build(booster, list(booster.feature_types), n_categories)
+    num = next(c for c, f in tables.features.items() if not f.categorical)
+    for bad_value in (np.inf, -np.inf, 1e39):
+        bad = M[:40].copy()
+        bad[3, num] = bad_value
+        for rows in (bad[:5], bad):  # the loop and the vectorized path
+            with pytest.raises(ValueError, match="infinite value or one beyond float32"):
+                tables.contributions(rows)
+    # a code that is an integer in float32 (as XGBoost reads it) is that category on both paths
+    cat = next(c for c, f in tables.features.items() if f.categorical)
+    near = M[:40].copy()
+    near[:, cat] = 1.0
+    near[0, cat] = 1.0000000001
+    assert np.array_equal(tables.contributions(near[:1]), tables.contributions(near)[:1])
+    np.testing.assert_allclose(tables.contributions(near[:1]), _xgb_contribs(booster, near[:1], 1), rtol=0, atol=TOL)
+
+
+def test_models_the_tables_do_not_know_are_left_to_xgboost(data):
+    X, _, y, n_categories = data
+    types = list(_booster(data, 2, rounds=1).feature_types)
+    dm = xgb.DMatrix(X, y, enable_categorical=True)
+    dart = xgb.train({"booster": "dart", "max_depth": 2, "nthread": 1, "rate_drop": 0.1}, dm, 5)
+    forest = xgb.train({"num_parallel_tree": 3, "max_depth": 2, "nthread": 1, "subsample": 0.8}, dm, 2)
+    empty = xgb.train({"max_depth": 2, "nthread": 1}, dm, 0)
+    for booster in (dart, forest, empty):
+        assert ShapTables.build(booster, types, n_categories) is None
+
+
+def test_predictor_recodes_categories_by_name_like_xgboost(trained_model, data):
+    """A frame whose categorical column lists its categories in another order gets the
+    same explanation as XGBoost's own call, which matches categories by name."""
+    from serving.loading import load_model
+
+    X, _, _, _ = data
+    pred = EIHPredictor(_booster(data, 3, rounds=12), load_model(trained_model.uri).predictor.meta)
+    assert pred.shap_tables() is not None
+    frame = X.iloc[:200].copy()
+    col = frame["pain_condition"]
+    frame["pain_condition"] = col.cat.reorder_categories(list(reversed(col.cat.categories)))
+    ex = pred.explain_features(frame)
+    want = pred.booster.predict(pred._dmatrix(frame), pred_contribs=True)
+    np.testing.assert_allclose(ex.contributions[:, 0, :] * pred.temperature, want[:, :-1], rtol=0, atol=TOL)
+    frame["pain_condition"] = col.cat.add_categories(["not_a_condition"])
+    frame.loc[frame.index[0], "pain_condition"] = "not_a_condition"
+    with pytest.raises(ValueError, match="pain_condition: a category the model does not know"):
+        pred.explain_features(frame)
