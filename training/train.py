@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -191,10 +192,14 @@ def train(
         )
         mlflow.log_params({**cfg.flat(), "seed": seed, "n_rows": len(df), "n_train": len(tr), "n_test": len(te),
                            "rows_dropped_by_contract": dropped, "n_features": X.shape[1], "data_file": data.name})
-        ds = mlflow.data.from_pandas(
-            df.assign(response=np.asarray(RESPONSES, dtype=object)[y]).reset_index(drop=True),
-            source=str(data.resolve()), targets="response", name=data.name,
-        )
+        with warnings.catch_warnings():
+            # MLflow registers two identical local-file sources (schemes "" and "file") and
+            # warns that a path "can be interpreted in multiple ways"; both are the same class
+            warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+            ds = mlflow.data.from_pandas(
+                df.assign(response=np.asarray(RESPONSES, dtype=object)[y]).reset_index(drop=True),
+                source=str(data.resolve()), targets="response", name=data.name,
+            )
         mlflow.log_input(ds, context="training")
 
         # ---- search -----------------------------------------------------------------
