@@ -182,15 +182,19 @@ def test_agrees_with_eih_score(server, cohort_records, tmp_path, cli_runner):
     expl = _post(server, "/explain", records).json()["explanations"]
     for i, (p, e) in enumerate(zip(pred, expl)):
         row = scores.iloc[i]
+        # the same explainer on both paths (one record over HTTP, a chunk in the batch): the same bits
         for o in RESPONSES:
-            assert p["probabilities"][o] == pytest.approx(row[f"p_{o}"], abs=1e-12)
+            assert p["probabilities"][o] == row[f"p_{o}"]
         for o in e["margins"]:
-            assert e["margins"][o] == pytest.approx(row[f"margin_{o}"], abs=1e-12)
-            assert e["base_values"][o] == pytest.approx(row[f"base_{o}"], abs=1e-12)
+            assert e["margins"][o] == row[f"margin_{o}"]
+            assert e["base_values"][o] == row[f"base_{o}"]
             for f in PREDICTORS + (EXERCISE_DOSE,):  # the scores file stores contributions as float32
                 assert e["contributions"][o][f] == pytest.approx(row[f"contrib_{o}__{f}"], abs=1e-6)
         assert p["predicted_response"] == row["predicted_response"]
         assert p["hyperalgesia_risk"] == row["hyperalgesia_risk"]
+    # one record alone (the explainer's row loop) = the same record among 40 (its vectorized path)
+    for i in (0, 17, 39):
+        assert _post(server, "/explain", [records[i]]).json()["explanations"][0] == expl[i]
 
 
 def test_sixteen_concurrent_clients_get_their_own_answers(server, cohort_records):
