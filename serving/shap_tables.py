@@ -37,6 +37,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import json
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,7 +65,7 @@ class _Feature:
 
     def class_of(self, v: float) -> int:
         """`classes` for one value (the same comparisons, in float32)."""
-        if v != v:  # missing
+        if math.isnan(v):  # missing
             return self.n_classes - 1
         v = float(np.float32(v))
         if self.categorical:

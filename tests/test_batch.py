@@ -516,6 +516,57 @@ def test_dask_engine_from_the_cli_with_a_local_cluster(batch_env, scored, tmp_pa
     pd.testing.assert_frame_equal(pd.read_parquet(out), pd.read_parquet(scored("none_parquet").out), check_exact=True)
 
 
+@pytest.mark.slow
+def test_dask_engine_on_an_existing_cluster_by_scheduler_address(batch_env, scored, tmp_path, cli_runner):
+    """`--scheduler ADDRESS`: a cluster started on its own (a `dask scheduler` and two `dask
+    worker` processes on 127.0.0.1, run from another directory without the MLflow store, as
+    dask-jobqueue would start them) scores the file exactly as the local engine does; an
+    address where no scheduler listens gives one line and no output."""
+    from eih.cli import app
+
+    dask_bin = Path(sys.executable).with_name("dask")
+    elsewhere = tmp_path / "cluster"
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    sched_file = elsewhere / "scheduler.json"
+    procs = [subprocess.Popen([str(dask_bin), "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+                               "--scheduler-file", str(sched_file)], cwd=elsewhere, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        deadline = time.time() + 60
+        while not sched_file.exists() and time.time() < deadline:
+            time.sleep(0.2)
+        address = json.loads(sched_file.read_text())["address"]
+        assert address.startswith("tcp://127.0.0.1:")
+        for _ in range(2):
+            procs.append(subprocess.Popen([str(dask_bin), "worker", address, "--nthreads", "1", "--host", "127.0.0.1",
+                                           "--no-dashboard"], cwd=elsewhere, env=env,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        from distributed import Client
+
+        with Client(address, timeout="30s") as c:
+            c.wait_for_workers(2, timeout=60)
+        out = tmp_path / "d.parquet"
+        r = cli_runner.invoke(app, ["score", str(batch_env.parquet), "--out", str(out), "--engine", "dask",
+                                    "--scheduler", address, "--model", str(batch_env.model_dir), "--explain", "full",
+                                    "--no-progress"])
+        assert r.exit_code == 0, r.output
+        pd.testing.assert_frame_equal(pd.read_parquet(out), pd.read_parquet(scored("full_parquet").out),
+                                      check_exact=True)
+    finally:
+        for p in procs[::-1]:
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=30)
+    # the scheduler is gone now: its address refuses connections
+    out2 = tmp_path / "gone.parquet"
+    r = cli_runner.invoke(app, ["score", str(batch_env.parquet), "--out", str(out2), "--engine", "dask", "--scheduler",
+                                address, "--model", str(batch_env.model_dir), "--no-progress"])
+    assert r.exit_code != 0
+    assert f"cannot reach the Dask scheduler at {address}" in r.output
+    assert not out2.exists() and not list(tmp_path.glob("*.partial"))
+
+
 def _big_csv(env, path: Path, copies: int) -> Path:
     df = pd.concat([env.cohort] * copies, ignore_index=True)
     df["subject_id"] = [f"K{i:07d}" for i in range(len(df))]
