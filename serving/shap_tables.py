@@ -26,8 +26,9 @@ the booster is anything but one single-output tree per class per round (DART, fo
 vector leaves, linear), `build` returns None and the caller keeps XGBoost's
 `pred_contribs`. `build` also compares its tables with `pred_contribs` on 512 probe rows
 that take every class of every feature (values at and just below every threshold, every
-category, missing) in random combinations, through both the vectorized path and the row
-loop, and returns None if they differ by more than `CHECK_TOL`. The input is a matrix of
+category, missing) in random combinations, and that the row loop classes every probe
+value as the vectorized path does, and returns None if they differ (by more than
+`CHECK_TOL` for contributions). The input is a matrix of
 category codes: the caller must code categories in the order the model was trained with
 (`EIHPredictor.frame_matrix` re-codes a frame by category name, as XGBoost does).
 """
@@ -174,7 +175,7 @@ class ShapTables:
                 features[col] = _Feature(col, False, np.unique(np.asarray(values, dtype=np.float32)), 0)
 
         names = booster.feature_names
-        trees, total_cells = [], 0
+        specs, total_cells = [], 0  # per tree with splits: (iteration, output, cols, lookups, representative rows)
         for t, tree in enumerate(splits):
             it, out = divmod(t, n_out)
             if not tree:  # a single leaf: contributes to the bias only
@@ -198,19 +199,35 @@ class ShapTables:
             for c, combo in enumerate(itertools.product(*[range(s) for s in sizes])):
                 for col, r, k in zip(cols, reps, combo):
                     R[c, col] = r[k]
+            specs.append((it, out, cols, [(loc * int(s)).astype(np.int32) for loc, s in zip(locals_, strides)], R))
+
+        # XGBoost's contributions of each tree for its cells: one sliced booster and one
+        # call per boosting round (all outputs' trees of the round together)
+        trees = []
+        for it, group in itertools.groupby(specs, key=lambda s: s[0]):
+            group = list(group)
+            R = np.concatenate([g[4] for g in group])
             dm = xgb.DMatrix(R, feature_names=names, feature_types=feature_types, enable_categorical=True, nthread=1)
             contrib = booster[it:it + 1].predict(dm, pred_contribs=True, validate_features=False)
-            contrib = contrib.reshape(n_cells, n_out, n_cols + 1)[:, out, cols]
-            trees.append(_Tree(out, np.asarray(cols, dtype=np.intp),
-                               [(loc * int(s)).astype(np.int32) for loc, s in zip(locals_, strides)],
-                               np.ascontiguousarray(contrib.T, dtype="float64")))
+            contrib = contrib.reshape(len(R), n_out, n_cols + 1)
+            start = 0
+            for _it, out, cols, lookups, Rt in group:
+                part = contrib[start:start + len(Rt), out, cols]
+                start += len(Rt)
+                trees.append(_Tree(out, np.asarray(cols, dtype=np.intp), lookups,
+                                   np.ascontiguousarray(part.T, dtype="float64")))
 
         probe = _probe_rows(features, n_cols)
         dm = xgb.DMatrix(probe, feature_names=names, feature_types=feature_types, enable_categorical=True, nthread=1)
         want = booster.predict(dm, pred_contribs=True, validate_features=False).reshape(len(probe), n_out, n_cols + 1)
         tables = cls(features, trees, want[0, :, -1].astype("float64"), n_cols)
-        for got in (tables.contributions(probe), tables._contributions_loop(probe)):
-            if not np.allclose(got, want, rtol=0.0, atol=CHECK_TOL, equal_nan=False):
+        if not np.allclose(tables.contributions(probe), want, rtol=0.0, atol=CHECK_TOL, equal_nan=False):
+            return None
+        # the row loop adds the same table values in the same order as the vectorized path;
+        # what could differ is how it classes a value: check that on every probe value
+        for col, f in features.items():
+            values = np.unique(probe[:, col])  # NaN once (numpy >= 1.21)
+            if [f.class_of(float(v)) for v in values] != f.classes(values).tolist():
                 return None
         return tables
 

@@ -130,6 +130,21 @@ def test_a_wrong_split_rule_is_caught_by_the_build_check(data, monkeypatch):
 
     monkeypatch.setattr(st, "_decision", in_set_goes_left)
     assert ShapTables.build(booster, list(booster.feature_types), n_categories) is None
+    monkeypatch.undo()
+
+    # a row loop that put a value equal to a threshold on the wrong side is refused too
+    def class_of_below(self, v):
+        import bisect
+        import math
+
+        if math.isnan(v):
+            return self.n_classes - 1
+        if self.categorical:
+            return int(v)
+        return bisect.bisect_left(self._threshold_list, float(np.float32(v)))
+
+    monkeypatch.setattr(st._Feature, "class_of", class_of_below)
+    assert ShapTables.build(booster, list(booster.feature_types), n_categories) is None
 
 
 def test_a_category_code_outside_the_model_is_refused(data):
