@@ -4,11 +4,45 @@ served, explained prediction in one go)."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import typer
+
+
+def run_foreground(cmd: list[str]) -> int:
+    """Run a server command until it ends and return its exit code. Stopping this process
+    stops the server too: SIGTERM and SIGHUP (a batch system, systemd, a closed terminal)
+    are passed on to it, and after Ctrl-C (which the terminal sends to both) it is given
+    10 s to finish before it is terminated. Without this, a SIGTERM to `eih quickstart`
+    or `eih ui` left the server running on its port."""
+    proc = subprocess.Popen(cmd)
+
+    def forward(signum, _frame):
+        if proc.poll() is None:
+            proc.send_signal(signum)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        try:
+            rc = proc.wait()
+        except KeyboardInterrupt:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+            return 0
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    return 128 - rc if rc < 0 else rc  # killed by signal N: the shell's 128 + N
 
 
 def register(app: typer.Typer) -> None:
@@ -35,10 +69,7 @@ def ui(
     stay at their defaults."""
     cmd = ui_command(host, port)
     typer.echo(f"MLflow UI on http://{host}:{port}  (store: {cmd[cmd.index('--backend-store-uri') + 1]}); Ctrl-C stops it")
-    try:
-        raise typer.Exit(subprocess.call(cmd))
-    except KeyboardInterrupt:
-        raise typer.Exit(0) from None
+    raise typer.Exit(run_foreground(cmd))
 
 
 def quickstart(
@@ -95,10 +126,7 @@ def quickstart(
                   f"-d @{workdir / 'example_request.json'}")
     if serve:
         console.rule(f"serving on http://127.0.0.1:{port} (Ctrl-C stops)")
-        try:
-            raise typer.Exit(subprocess.call([sys.executable, "-m", "eih.cli", "serve", "--port", str(port)]))
-        except KeyboardInterrupt:
-            raise typer.Exit(0) from None
+        raise typer.Exit(run_foreground([sys.executable, "-m", "eih.cli", "serve", "--port", str(port)]))
 
 
 def _example() -> dict:
