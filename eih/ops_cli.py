@@ -26,19 +26,17 @@ def run_foreground(cmd: list[str]) -> int:
 
     previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGHUP)}
     try:
-        try:
-            rc = proc.wait()
-        except KeyboardInterrupt:
+        rc = proc.wait()
+    except KeyboardInterrupt:
+        for stop in (None, proc.terminate, proc.kill):  # 10 s to end by itself, then terminate, then kill
+            if stop is not None:
+                stop()
             try:
                 proc.wait(timeout=10)
+                break
             except subprocess.TimeoutExpired:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-            return 0
+                continue
+        return 0
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)

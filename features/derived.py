@@ -51,7 +51,6 @@ class Derived:
     label: str  # what a clinician reads
     inputs: tuple[str, ...]  # contract fields it is computed from
     fn: Callable[[Mapping[str, np.ndarray]], np.ndarray]
-    unit_text: str = ""
 
     def compute(self, cols: Mapping[str, np.ndarray]) -> np.ndarray:
         """`cols`: each input as a float array, categories as their position in the contract's

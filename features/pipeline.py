@@ -25,6 +25,14 @@ from data_contracts.fields import BY_NAME, PREDICTORS
 from features.derived import DERIVED, check_names
 
 
+def category_codes(col: pd.Series) -> np.ndarray:
+    """A categorical column as XGBoost reads it: each value's position in the column's
+    category list as float64, missing as NaN."""
+    codes = col.cat.codes.to_numpy().astype("float64")
+    codes[codes < 0] = np.nan
+    return codes
+
+
 class ContractFeatures(TransformerMixin, BaseEstimator):
     """Select the contract predictors in a fixed order with contract dtypes.
 
@@ -81,11 +89,7 @@ class ContractFeatures(TransformerMixin, BaseEstimator):
                     cols[name] = pd.Series(np.full(n, np.nan))
         for d in self.derived_:
             spec = DERIVED[d]
-            inputs = {f: (cols[f].cat.codes.to_numpy().astype("float64") if f in self.categories_ else cols[f].to_numpy())
-                      for f in spec.inputs}
-            for f in spec.inputs:
-                if f in self.categories_:
-                    inputs[f][inputs[f] < 0] = np.nan
+            inputs = {f: category_codes(cols[f]) if f in self.categories_ else cols[f].to_numpy() for f in spec.inputs}
             cols[d] = pd.Series(spec.compute(inputs))
         out = pd.DataFrame(cols)
         out.index = X.index

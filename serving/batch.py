@@ -51,12 +51,7 @@ import pyarrow as pa
 
 from data_contracts.fields import BY_NAME, RESPONSES
 from data_contracts.io import SUFFIXES, file_format, iter_table, read_columns
-from data_contracts.validate import (
-    ContractFileError,
-    missing_required,
-    subject_ids,
-    validate_frame,
-)
+from data_contracts.validate import ContractFileError, missing_required, subject_ids, validate_frame
 from features.derived import kind
 
 log = logging.getLogger(__name__)

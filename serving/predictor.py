@@ -35,7 +35,7 @@ from scipy.special import ndtr
 
 from data_contracts.fields import BY_NAME, CONTRACT_MAJOR, RESPONSES
 from features.derived import DERIVED, kind
-from features.pipeline import ContractFeatures
+from features.pipeline import ContractFeatures, category_codes
 from serving.shap_tables import ShapTables
 
 BOOSTER_FILE = "booster.ubj"
@@ -148,9 +148,12 @@ class EIHPredictor:
     def transform(self, df: pd.DataFrame) -> pd.DataFrame:
         return self.features.transform(df)
 
-    def _dmatrix(self, X: pd.DataFrame) -> xgb.DMatrix:
-        if tuple(X.columns) != self.fields:  # shap/xgboost would not notice a reordering
+    def _check_order(self, X: pd.DataFrame) -> None:
+        if tuple(X.columns) != self.fields:  # shap/xgboost/the tables would not notice a reordering
             raise ValueError("feature frame columns are not in the model's order")
+
+    def _dmatrix(self, X: pd.DataFrame) -> xgb.DMatrix:
+        self._check_order(X)
         return xgb.DMatrix(X, enable_categorical=True, feature_names=list(self.fields),
                            nthread=getattr(self, "_nthread", -1))
 
@@ -176,8 +179,7 @@ class EIHPredictor:
         """`explain` for a feature frame built by `transform` (the batch scorer transforms once)."""
         tables = self.shap_tables()
         if tables is not None:
-            if tuple(X.columns) != self.fields:
-                raise ValueError("feature frame columns are not in the model's order")
+            self._check_order(X)
             return self._explanation(tables.contributions(self.frame_matrix(X)))
         contrib = self.booster.predict(self._dmatrix(X), pred_contribs=True, validate_features=True)
         return self._explanation(contrib)
@@ -207,9 +209,7 @@ class EIHPredictor:
                     if (recoded.isna() & col.notna()).any():
                         raise ValueError(f"{name}: a category the model does not know")
                     col = recoded
-                codes = col.cat.codes.to_numpy()
-                M[:, j] = codes
-                M[codes < 0, j] = np.nan
+                M[:, j] = category_codes(col)
             else:
                 M[:, j] = col.to_numpy(dtype="float64", na_value=np.nan)
         return M
