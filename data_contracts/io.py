@@ -158,7 +158,7 @@ def column_hints(columns: Sequence[str], candidates: Sequence[str] | None = None
     hints: dict[str, list[str]] = {}
     for col in columns:
         key = _norm(col)
-        if col in BY_NAME or not key:
+        if col in BY_NAME or not key or _looks_like_value(col):
             continue
         found = [c for c in candidates if c == key] or [c for c in candidates if ALIASES.get(key) == c]
         if not found:
@@ -177,13 +177,26 @@ def missing_columns_message(columns: Sequence[str]) -> str | None:
     if not missing:
         return None
     text = "missing required column(s): " + ", ".join(missing)
+    if len(columns) > 1 and 2 * sum(map(_looks_like_value, columns)) >= len(columns):
+        # a first line of values: not one of them is repeated
+        return text + "; the first line looks like data, not a header (`eih template` writes the contract's header)"
+    if len(columns) == 1:
+        return text + "; the header was read as one column: is the file separated by something other than comma, semicolon or tab?"
     hints = column_hints(columns, missing)
     if hints:
         text += "; " + "; ".join(f"`{col}` looks like " + " or ".join(f"`{c}`" for c in found)
                                  for col, found in hints.items())
-    elif len(columns) == 1:
-        text += "; the header was read as one column: is the file separated by something other than comma, semicolon or tab?"
     return text
+
+
+def _looks_like_value(name: str) -> bool:
+    """A header that is a number is a record value (a file without a header line): it is
+    never repeated in a message."""
+    try:
+        float(str(name).strip().replace(",", "."))
+    except ValueError:
+        return False
+    return True
 
 
 def read_header(path: str | os.PathLike) -> Header:
