@@ -3,7 +3,7 @@
 own booster on the same rows (`Booster.predict` and `Booster.predict(pred_contribs=True)`
 on a prebuilt DMatrix, all cores), measured in the same run and interleaved so the
 machine's noise hits both alike; plus the peak memory of each end-to-end run, and the
-service's own explainer (serving/shap_tables.py) in process, which says where the
+service's own explainer (model_runtime/shap_tables.py) in process, which says where the
 `--explain full` path gains on the raw call.
 
     .venv/bin/python benchmarks/batch_bench.py [--rows 1000000] [--repeats 3]
@@ -146,7 +146,7 @@ class Raw:
     def __init__(self, data: Path, uri: str):
         import pandas as pd
 
-        from serving.loading import load_model
+        from model_runtime.loading import load_model
 
         self.predictor = load_model(uri).predictor
         df = pd.read_parquet(data)
@@ -168,7 +168,7 @@ class Raw:
         return time.perf_counter() - t
 
     def tables(self, chunk: int) -> float | None:
-        """Seconds of the service's own explainer (serving/shap_tables.py) over all rows in
+        """Seconds of the service's own explainer (model_runtime/shap_tables.py) over all rows in
         chunks, matrices built outside the timing; None if the model's trees are not tabulated."""
         tables = self.predictor.shap_tables()
         if tables is None:
@@ -219,7 +219,7 @@ def main() -> None:
               flush=True)
 
     raw = Raw(data, uri)
-    shape = raw.predictor.meta.get("model_shape", {})
+    shape = raw.predictor.meta.model_shape
     print(f"model {uri}: depth {shape.get('max_depth')} x {shape.get('n_rounds')} rounds x "
           f"{len(raw.predictor.outputs)} outputs; DMatrix of {raw.n:,} rows built in {raw.dmatrix_s:.1f} s", flush=True)
 
@@ -288,7 +288,7 @@ def main() -> None:
         best = [min(a, b) for a, b in zip(results["raw_full_s"], results["raw_full_chunked_s"])]
         summary["tables_rows_per_s"] = n / np.median(tab)
         print(f"\nwhere --explain full gains: the service's explainer (exact tables of XGBoost's numbers, "
-              f"serving/shap_tables.py, one thread) in process on the same chunks: {n / np.median(tab):,.0f} rows/s = "
+              f"model_runtime/shap_tables.py, one thread) in process on the same chunks: {n / np.median(tab):,.0f} rows/s = "
               f"{np.median(best) / np.median(tab):.1f} x the faster raw pred_contribs call")
         (workdir / "batch_bench.json").write_text(json.dumps(summary, indent=1))
     else:

@@ -45,7 +45,7 @@ def floor_app(model_uri: str):
     """Parse JSON, build the feature row, one TreeSHAP call, the link; nothing else."""
     import xgboost as xgb
 
-    from serving.loading import load_model
+    from model_runtime.loading import load_model
 
     predictor = load_model(model_uri).predictor
     predictor.set_threads(1)
@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     sys.path.insert(0, str(ROOT))
-    from eih.settings import champion_uri, tracking_uri
+    from model_runtime.settings import champion_uri, tracking_uri
 
     uri = args.model or champion_uri()
     if args._floor is not None:

@@ -64,7 +64,7 @@ def explain_speed(res: dict, n_rows: int = 5000, repeats: int = 3) -> dict:
     from data_contracts.io import read_table
     from data_contracts.labels import eih_pct, response_codes
     from data_contracts.validate import validate_frame
-    from serving.loading import load_model
+    from model_runtime.loading import load_model
 
     os.environ["MLFLOW_TRACKING_URI"] = res["tracking_uri"]
     pred = load_model("models:/eih-responder@champion").predictor

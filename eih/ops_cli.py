@@ -50,7 +50,7 @@ def register(app: typer.Typer) -> None:
 
 def ui_command(host: str, port: int) -> list[str]:
     """The `mlflow server` command line for the project's store (also used by tests)."""
-    from eih.settings import configure_mlflow
+    from model_runtime.settings import configure_mlflow
 
     uri = configure_mlflow()
     return [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host", host, "--port", str(port),
@@ -83,7 +83,7 @@ def quickstart(
     result is."""
     from rich.console import Console
 
-    from eih.settings import champion_uri, configure_mlflow
+    from model_runtime.settings import champion_uri, configure_mlflow
     from simulation import simulate
     from training.config import load_config
     from training.train import summarize, train

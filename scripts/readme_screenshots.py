@@ -26,7 +26,7 @@ def main() -> None:
     import mlflow
     from selenium.webdriver.common.by import By
 
-    from eih.settings import configure_mlflow
+    from model_runtime.settings import configure_mlflow
     from eih.ui_session import chromium, running_ui
 
     configure_mlflow()

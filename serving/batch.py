@@ -5,7 +5,7 @@ reasons; on this machine or on a Dask cluster.
 
 The job, in order:
 
-1. Read the model once (`serving.loading.load_model`, default @champion); refuse a model
+1. Read the model once (`model_runtime.loading.load_model`, default @champion); refuse a model
    of another contract major version.
 2. A cheap first pass over the subject_id column only (8 bytes of hash per row) finds the
    ids that occur more than once anywhere in the file; the contract rejects every copy,
@@ -204,7 +204,7 @@ def build_table(ids: pd.Series, P: np.ndarray, risk: np.ndarray, ex, explain: st
 
 def risk_codes(predictor, p_hyper: np.ndarray) -> np.ndarray:
     """0/1/2 = low/moderate/high, by the model's own cut-offs (same as `risk_level`)."""
-    lo, hi = predictor.meta["risk_cutoffs"]["moderate"], predictor.meta["risk_cutoffs"]["high"]
+    lo, hi = predictor.meta.risk_cutoffs["moderate"], predictor.meta.risk_cutoffs["high"]
     return np.where(p_hyper >= hi, 2, np.where(p_hyper >= lo, 1, 0))
 
 
@@ -286,7 +286,7 @@ def score_chunk(predictor, frame: pd.DataFrame, index: int, row_offset: int, dup
                 agg.input_counts[name] = bin_counts(ref[name], col.to_numpy(dtype="float64") if ref[name]["kind"] == "number" else col)
         # attribution drift and drivers (every row, or the sample with --explain none)
         if contrib is not None and len(contrib):
-            aref = predictor.meta.get("attribution_reference", {})
+            aref = predictor.meta.attribution_reference
             for k, o in enumerate(predictor.outputs):
                 for j, f in enumerate(predictor.fields):
                     r = aref.get(f"{o}__{f}")
@@ -512,8 +512,8 @@ _WORKER_LOCK = threading.Lock()
 def model_payload(predictor) -> dict:
     """What a Dask worker needs to rebuild the predictor: booster bytes + meta (sent once)."""
     raw = bytes(predictor.booster.save_raw("ubj"))
-    meta = json.loads(json.dumps(predictor.meta))
-    digest = hashlib.sha256(raw + json.dumps(meta, sort_keys=True).encode()).hexdigest()[:16]
+    meta = predictor.meta.to_json()
+    digest = hashlib.sha256(raw + meta.encode()).hexdigest()[:16]
     return {"booster": raw, "meta": meta, "digest": digest}
 
 
@@ -524,11 +524,12 @@ def worker_predictor(payload: dict, nthread: int = 1):
         if pred is None:
             import xgboost as xgb
 
-            from serving.predictor import EIHPredictor
+            from model_runtime.metadata import ModelMeta
+            from model_runtime.predictor import EIHPredictor
 
             booster = xgb.Booster()
             booster.load_model(bytearray(payload["booster"]))
-            pred = EIHPredictor(booster, payload["meta"])
+            pred = EIHPredictor(booster, ModelMeta.from_json(payload["meta"]))
             pred.set_threads(nthread)
             _WORKER_MODELS.clear()
             _WORKER_MODELS[payload["digest"]] = pred
@@ -638,7 +639,7 @@ def drift_table(agg: Aggregates, predictor) -> pd.DataFrame:
         miss = agg.input_missing.get(f, 0) / n_scored if n_scored else None
         rows.append({"kind": "input", "name": f, "field": f, "output": "", "psi": value,
                      "missing_rate": miss, "reference_missing_rate": r.get("missing_rate") if r else None})
-    aref = predictor.meta.get("attribution_reference", {})
+    aref = predictor.meta.attribution_reference
     for o in predictor.outputs:
         for f in predictor.fields:
             key = f"{o}__{f}"
@@ -702,7 +703,7 @@ def score_file(
     `report=True` writes `<out stem>.report.html`; a path writes there; False/None: no
     HTML file (it is still logged to MLflow when `log_mlflow`).
     """
-    from serving.loading import load_model
+    from model_runtime.loading import load_model
 
     t_start = time.perf_counter()
     path, out = Path(path), Path(out)
@@ -831,7 +832,7 @@ def _report_html(lm, path, agg, drift, probs, n_read, n_scored, n_rejected, expl
         model_run_id=lm.run_id, contract_version=lm.predictor.contract_version, explain=explain, engine=engine,
         rows_read=n_read, rows_scored=n_scored, rows_rejected=n_rejected, unknown_columns=list(unknown),
         problems=probs, agg=agg, drift=drift, responses=RESPONSES, risk_levels=RISK_LEVELS,
-        risk_cutoffs=dict(lm.predictor.meta.get("risk_cutoffs", {})),
+        risk_cutoffs=dict(lm.predictor.meta.risk_cutoffs),
         group_levels={"pain_condition": BY_NAME["pain_condition"].categories,
                       "exercise_modality": BY_NAME["exercise_modality"].categories, "protocol": PROTOCOLS},
         p_bins=P_BINS,
@@ -850,7 +851,7 @@ def _start_run(experiment, lm, path, explain, top_k, engine, chunk_rows, schedul
     from mlflow.entities import Param, RunTag
 
     from data_contracts.fields import CONTRACT_VERSION
-    from eih.settings import configure_mlflow, get_or_create_experiment
+    from model_runtime.settings import configure_mlflow, get_or_create_experiment
 
     configure_mlflow()
     exp_id = get_or_create_experiment(experiment)

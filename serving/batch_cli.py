@@ -81,8 +81,8 @@ def score(
 
     from data_contracts.validate import ContractFileError
     from serving import batch
-    from serving.loading import ModelNotAvailable
-    from serving.predictor import ContractVersionError
+    from model_runtime.loading import ModelNotAvailable
+    from model_runtime.metadata import ContractVersionError
 
     console = Console()
     err = Console(stderr=True)
@@ -102,7 +102,7 @@ def score(
     try:
         batch.check_paths(file, out_path, rejects_path, report_path)
         with console.status("loading the model"):
-            from serving.loading import load_model
+            from model_runtime.loading import load_model
 
             loaded = load_model(model)
     except (ContractFileError, ModelNotAvailable, ContractVersionError) as exc:

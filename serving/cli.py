@@ -32,7 +32,7 @@ def serve(
     `Authorization: Bearer <token>` on every route but the health probes. The MLflow store
     is MLFLOW_TRACKING_URI, or ./mlruns/mlflow.db. Stop with Ctrl-C.
     """
-    from eih.settings import champion_uri, tracking_uri
+    from model_runtime.settings import champion_uri, tracking_uri
 
     env = dict(os.environ)
     env["MLFLOW_TRACKING_URI"] = tracking_uri()  # resolved here, so every worker uses the same store

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from features.reference import PSI_FLAG
-from serving.predictor import ORDINAL_OUTPUT
+from model_runtime.links import ORDINAL_OUTPUT
 
 COLORS = {"hypoalgesia": "#2a9d8f", "no_change": "#b0b0b0", "hyperalgesia": "#e76f51"}
 RISK_COLORS = {"low": "#8ab17d", "moderate": "#e9c46a", "high": "#e76f51"}
@@ -85,9 +85,9 @@ def _label(s: str) -> str:
 
 def _field(f: str) -> str:
     """A contract field in clinical words (the HTTP explanations' labels)."""
-    from serving.explain import LABELS
+    from serving.explain import label
 
-    return LABELS.get(f, _label(f))
+    return label(f) if label(f) != f else _label(f)
 
 
 def fig_overview(d: ReportData) -> str:

@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from data_contracts.fields import RESPONSES
+from data_contracts.fields import BY_NAME, RESPONSES
 from features.derived import DERIVED, EXERCISE_DOSE, dose_band, kind
 
 TOWARD_PHRASE = {
@@ -28,70 +28,20 @@ TOWARD_PHRASE = {
     "hyperalgesia": "raises the risk of hyperalgesia (more pain sensitivity after exercise)",
 }
 
-LABELS = {
-    "age_years": "Age",
-    "sex": "Sex",
-    "bmi_kg_m2": "BMI",
-    "pain_condition": "Pain condition",
-    "pain_mechanism": "Pain mechanism",
-    "pain_duration_months": "Pain duration",
-    "pain_intensity_nrs": "Average pain",
-    "csi_score": "Central Sensitization Inventory",
-    "paindetect_score": "painDETECT",
-    "ppt_baseline_kpa": "Baseline pressure pain threshold",
-    "cpm_pct": "CPM",
-    "temporal_summation_nrs": "Temporal summation",
-    "pcs_total": "Pain catastrophizing (PCS)",
-    "tsk17_total": "Kinesiophobia (TSK-17)",
-    "pseq_total": "Pain self-efficacy (PSEQ)",
-    "hads_anxiety": "HADS anxiety",
-    "hads_depression": "HADS depression",
-    "expected_pain_change_nrs": "Expected pain change",
-    "bdnf_ng_ml": "BDNF",
-    "bdnf_matrix": "BDNF sample matrix",
-    "lactate_mmol_l": "Post-exercise lactate",
-    "il6_pg_ml": "IL-6",
-    "exercise_modality": "Exercise modality",
-    "exercise_intensity_pct": "Exercise intensity",
-    "exercise_duration_min": "Exercise duration",
-    **{name: d.label for name, d in DERIVED.items()},
-}
-
-UNITS = {"cpm_pct": " %", "exercise_intensity_pct": " %", "exercise_duration_min": " min", "pain_duration_months": " months",
-         "age_years": " years", "ppt_baseline_kpa": " kPa", "bdnf_ng_ml": " ng/mL", "lactate_mmol_l": " mmol/L",
-         "il6_pg_ml": " pg/mL", "bmi_kg_m2": " kg/m²", "pain_intensity_nrs": "/10"}
+def label(field: str) -> str:
+    """What a clinician reads for a field or derived feature (from their definitions)."""
+    if field in DERIVED:
+        return DERIVED[field].label
+    f = BY_NAME.get(field)
+    return f.label if f is not None and f.label else field
 
 
 def _band(field: str, v: float, record: dict) -> str | None:
-    """Clinical reading of a value, from the published scale anchors (domain.md)."""
-    if field == "cpm_pct":
-        return "impaired inhibition" if v < 0 else ("weak inhibition" if v < 10 else "efficient inhibition")
-    if field == "pcs_total":
-        return "clinically relevant catastrophizing" if v > 30 else "below the clinical threshold of 30"
-    if field == "tsk17_total":
-        return "high fear of movement" if v > 37 else "low to moderate fear of movement"
-    if field == "pseq_total":
-        return "severely low self-efficacy" if v < 20 else ("moderate self-efficacy" if v < 40 else "high self-efficacy")
-    if field in ("hads_anxiety", "hads_depression"):
-        return "possible case" if v >= 8 else "below the case threshold"
-    if field == "csi_score":
-        return "suggests central sensitization" if v >= 40 else "below the sensitization threshold"
-    if field == "paindetect_score":
-        return "neuropathic component likely" if v >= 19 else ("unclear" if v >= 13 else "neuropathic component unlikely")
-    if field == "expected_pain_change_nrs":
-        return "expects relief" if v < 0 else ("expects more pain" if v > 0 else "expects no change")
-    if field == "temporal_summation_nrs":
-        return "enhanced wind-up" if v >= 2 else "little wind-up"
-    if field == "exercise_intensity_pct":
-        modality = record.get("exercise_modality")
-        if modality in ("aerobic", "hiit", "mind_body") and v < 50:
-            return "below the ~50 % threshold for aerobic EIH"
-        return "high intensity" if v >= 80 else "moderate intensity"
-    if field == "exercise_duration_min":
-        return "shorter than ~10 minutes" if v < 10 else ("20-45 minutes" if 20 <= v <= 45 else None)
+    """Clinical reading of a value: the contract field's bands, or the dose feature's."""
     if field == EXERCISE_DOSE:
         return dose_band(v)
-    return None
+    f = BY_NAME.get(field)
+    return f.band(v, record.get("exercise_modality")) if f is not None else None
 
 
 def format_value(field: str, value) -> str:
@@ -100,7 +50,8 @@ def format_value(field: str, value) -> str:
     if field == EXERCISE_DOSE:
         return f"{float(value):.2f}"
     if kind(field) == "number":
-        return f"{float(value):g}{UNITS.get(field, '')}"
+        unit = BY_NAME[field].display_unit if field in BY_NAME else ""
+        return f"{float(value):g}{unit}"
     return str(value).replace("_", " ")
 
 
@@ -109,13 +60,13 @@ def statement(field: str, value, toward: str, record: dict | None = None, shift_
 
     `shift_points` (ordinal model): the field's signed contribution to the expected change
     of the pain threshold in %-points, appended as ", shifting the expected change by -3.1 points"."""
-    label = LABELS.get(field, field)
+    name = label(field)
     phrase = TOWARD_PHRASE[toward]
     if shift_points is not None:
         phrase += f", shifting the expected change by {shift_points:+.1f} points"
     if value is None or (isinstance(value, float) and math.isnan(value)):
-        return f"{label} not measured: the model's handling of the missing value {phrase}"
-    text = f"{label} of {format_value(field, value)}"
+        return f"{name} not measured: the model's handling of the missing value {phrase}"
+    text = f"{name} of {format_value(field, value)}"
     if kind(field) == "number":
         band = _band(field, float(value), record or {})
         if band:

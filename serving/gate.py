@@ -10,15 +10,10 @@ Steps, in order (the first failure answers):
    the cross-field rules (else 422).
 
 Step 3 has one rule engine, `data_contracts.validate_frame`, and every rule message comes
-from it. Running it costs about 40 ms (pandera) even for one record, so a pure-Python
-pre-screen answers "is every record valid?" first, from the same field definitions
-(`FIELDS`) and the same cross-field rules (`schema.CROSS_RULES`, each defined there in
-a frame form and a one-record form, `CrossRule.holds`). Only a record the pre-screen
-doubts goes through `validate_frame`, which then has the last word: its problems are
-the 422, and when it finds none the request goes on. The pre-screen switches itself off
-(every request then goes through `validate_frame`) if the schema holds a check it does
-not know, and tests/test_serving_units.py checks on generated records that it never
-accepts what `validate_frame` rejects.
+from it. Running it costs about 40 ms (pandera) even for one record, so the contract's
+record pre-screen (`data_contracts.prescreen`) answers "is every record valid?" first;
+only a request it doubts goes through `validate_frame`, whose problems are the 422 (when
+it finds none the request goes on).
 
 Nothing here logs; problems name the record index, the field and the rule, plus the
 subject_id when that identifier is itself valid (it is a pseudonym, and the client's
@@ -36,15 +31,15 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field as PydanticField, ValidationError
 
-from data_contracts.fields import BY_NAME, CONTRACT_VERSION, FIELDS
+from data_contracts.fields import BY_NAME, CONTRACT_VERSION
 from data_contracts.record import ContractRecord
-from data_contracts.schema import CROSS_RULES, ID_PATTERN, PRESCREEN_ENABLED
+from data_contracts.prescreen import RECORD_FIELDS, prescreen
+from data_contracts.schema import ID_PATTERN
 
 MAX_RECORDS = 1000
 MAX_PROBLEMS = 200
 """At most this many problems are listed in one error response (the count is always given)."""
 
-RECORD_FIELDS: tuple[str, ...] = tuple(ContractRecord.model_fields)
 MASKED = frozenset({"", "nan", "None", "<NA>"})
 """Text that `validate_frame` reads as a missing value (as an empty CSV cell would be)."""
 
@@ -186,71 +181,6 @@ def _valid_subject_id(obj: Any, index: int | None) -> str | None:
 
 
 # ---- step 3: contract rules --------------------------------------------------------------
-_RULES = [
-    (f.name, f.kind, f.required, f.min, f.max, frozenset(f.categories))
-    for f in FIELDS
-    if f.name in RECORD_FIELDS
-]
-
-
-def prescreen(records: list[dict]) -> list[int]:
-    """Indices of records that may break a contract rule (empty: all valid).
-
-    Conservative: a record listed here is checked again by validate_frame, which decides.
-    """
-    if not PRESCREEN_ENABLED:
-        return list(range(len(records)))
-    doubtful = []
-    seen: dict[str, int] = {}
-    for i, r in enumerate(records):
-        ok = True
-        for name, kind, required, lo, hi, cats in _RULES:
-            v = r[name]
-            if v is None:
-                if required:
-                    ok = False
-                    break
-                continue
-            if kind == "number":
-                if isinstance(v, bool) or not isinstance(v, (int, float)):
-                    ok = False
-                    break
-                x = float(v)
-                if not math.isfinite(x) or x < lo or x > hi:
-                    ok = False
-                    break
-            elif kind == "category":
-                if v not in cats:
-                    ok = False
-                    break
-            else:  # identifiers and free text
-                if not isinstance(v, str):
-                    ok = False
-                    break
-                if name == "subject_id":
-                    if not _ID_RE.fullmatch(v):
-                        ok = False
-                        break
-                elif not 1 <= len(v) <= 64:
-                    ok = False
-                    break
-        if ok:
-            try:
-                ok = all(rule.holds(r) for rule in CROSS_RULES)
-            except TypeError:  # pragma: no cover - types are checked above
-                ok = False
-        sid = r["subject_id"]
-        if isinstance(sid, str):
-            if sid in seen:
-                doubtful.append(seen[sid])
-                ok = False
-            else:
-                seen[sid] = i
-        if not ok:
-            doubtful.append(i)
-    return sorted(set(doubtful))
-
-
 def frame(records: list[dict]) -> pd.DataFrame:
     """The records as a cohort frame for validate_frame (numbers float64, text as object)."""
     cols = {}

@@ -18,7 +18,7 @@ import numpy as np
 
 from data_contracts.fields import CONTRACT_VERSION, PREDICTORS, RESPONSES
 from serving.explain import top_contributions
-from serving.loading import LoadedModel
+from model_runtime.loading import LoadedModel
 
 Kind = Literal["predict", "explain"]
 
@@ -119,8 +119,8 @@ class Scorer:
             "link": p.link,
             "residual_sigma_pct": p.sigma,
             "features": list(p.fields),
-            "risk_cutoffs": {k: float(v) for k, v in meta.get("risk_cutoffs", {}).items()},
-            "training_metrics": clean(meta.get("training_metrics", {})),
-            "model_shape": clean(meta.get("model_shape", {})),
-            "trained_at": meta.get("trained_at"),
+            "risk_cutoffs": {k: float(v) for k, v in meta.risk_cutoffs.items()},
+            "training_metrics": clean(meta.training_metrics),
+            "model_shape": clean(meta.model_shape),
+            "trained_at": meta.trained_at,
         }

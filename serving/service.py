@@ -121,8 +121,8 @@ class EIHService:
 
     # ---- the model ---------------------------------------------------------------------------
     def _load_until_ready(self) -> None:
-        from eih.settings import champion_uri
-        from serving.loading import ModelNotAvailable, load_model
+        from model_runtime.settings import champion_uri
+        from model_runtime.loading import ModelNotAvailable, load_model
 
         uri = self.settings.model_uri or champion_uri()
         last = None

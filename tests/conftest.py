@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from eih.settings import apply_privacy_env
+from model_runtime.settings import apply_privacy_env
 
 apply_privacy_env()
 

@@ -41,7 +41,8 @@ def _fit_predictor(cohort: pd.DataFrame):
     from data_contracts.labels import eih_pct, response_codes
     from features.pipeline import ContractFeatures
     from features.reference import build_reference, numeric_reference
-    from serving.predictor import EIHPredictor
+    from model_runtime.metadata import ModelMeta
+    from model_runtime.predictor import EIHPredictor
 
     valid = validate_frame(cohort).valid
     y = response_codes(eih_pct(valid), 10.0)
@@ -53,7 +54,7 @@ def _fit_predictor(cohort: pd.DataFrame):
         "calibration": {"temperature": 1.25, "bias": [0.05, -0.02, 0.1], "applied": True},
         "risk_cutoffs": {"moderate": 0.2, "high": 0.35}, "reference": build_reference(X),
     }
-    pred = EIHPredictor(booster, meta)
+    pred = EIHPredictor(booster, ModelMeta.from_dict(meta))
     ex = pred.explain(valid.iloc[:1500])
     meta["attribution_reference"] = {f"{o}__{f}": numeric_reference(ex.contributions[:, k, j])
                                      for k, o in enumerate(RESPONSES) for j, f in enumerate(pred.fields)}
@@ -68,7 +69,7 @@ def _save_pyfunc(booster, meta, directory: Path) -> Path:
     booster.save_model(str(pred_dir / "booster.ubj"))
     (pred_dir / "meta.json").write_text(json.dumps(meta))
     model_dir = directory / "model"
-    mlflow.pyfunc.save_model(str(model_dir), python_model=str(ROOT / "serving" / "pyfunc_model.py"),
+    mlflow.pyfunc.save_model(str(model_dir), python_model=str(ROOT / "model_runtime" / "pyfunc_model.py"),
                              artifacts={"predictor": str(pred_dir)}, pip_requirements=[])
     return model_dir
 
@@ -76,7 +77,7 @@ def _save_pyfunc(booster, meta, directory: Path) -> Path:
 @pytest.fixture(scope="session")
 def batch_env(tmp_path_factory, mlflow_store) -> SimpleNamespace:
     """A simulated cohort with planted bad rows (CSV and Parquet), and a small model."""
-    from serving.loading import load_model
+    from model_runtime.loading import load_model
     from simulation import simulate
 
     d = tmp_path_factory.mktemp("batch")
@@ -603,7 +604,7 @@ def test_champion_scored_by_default_equals_its_predictor(trained_model, tmp_path
     """Default model URI (@champion): the scores file holds exactly what the registered
     model's EIHPredictor.predict_and_explain gives for the same records."""
     from eih.cli import app
-    from serving.loading import load_model
+    from model_runtime.loading import load_model
 
     cohort = trained_model.cohort.frame.drop(columns=["ppt_post_kpa"]).head(400)
     src = tmp_path / "c.csv"

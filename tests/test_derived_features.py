@@ -14,7 +14,8 @@ from features.derived import DERIVED, EXERCISE_DOSE
 from features.pipeline import ContractFeatures
 from features.reference import build_reference
 from serving.explain import statement, top_contributions
-from serving.predictor import EIHPredictor
+from model_runtime.metadata import ModelMeta
+from model_runtime.predictor import EIHPredictor
 from training.config import TrainConfig, load_config
 
 DOSE = DERIVED[EXERCISE_DOSE]
@@ -99,7 +100,7 @@ def _predictor(df: pd.DataFrame) -> EIHPredictor:
     meta = {"contract_version": "1.0", "label_threshold_pct": 10.0, "features": list(X.columns), "link": "ordinal_normal",
             "outputs": ["eih_pct"], "calibration": {"temperature": 1.0, "bias": [0.0], "sigma": 15.0},
             "risk_cutoffs": {"moderate": 0.2, "high": 0.35}, "reference": build_reference(X)}
-    return EIHPredictor(booster, meta)
+    return EIHPredictor(booster, ModelMeta.from_dict(meta))
 
 
 def test_predictor_explains_the_dose_exactly_and_the_fast_path_agrees():

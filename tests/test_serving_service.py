@@ -59,8 +59,8 @@ def test_not_ready_with_a_reason_while_no_model_can_be_loaded(app, mlflow_store,
 def test_a_model_of_another_contract_major_version_is_refused(app, trained_model, tmp_path, monkeypatch, caplog):
     import mlflow
 
-    from eih.settings import configure_mlflow, get_or_create_experiment
-    from serving.loading import load_model
+    from model_runtime.settings import configure_mlflow, get_or_create_experiment
+    from model_runtime.loading import load_model
     from training.train import CODE_PATHS, PYFUNC_CODE
 
     # the champion's booster, relabelled as trained on contract 2.0
@@ -68,7 +68,7 @@ def test_a_model_of_another_contract_major_version_is_refused(app, trained_model
     d = tmp_path / "predictor"
     d.mkdir()
     predictor.booster.save_model(str(d / "booster.ubj"))
-    (d / "meta.json").write_text(json.dumps({**predictor.meta, "contract_version": "2.0"}))
+    (d / "meta.json").write_text(json.dumps({**predictor.meta.to_dict(), "contract_version": "2.0"}))
     configure_mlflow()
     with mlflow.start_run(experiment_id=get_or_create_experiment("eih-serving-tests")):
         info = mlflow.pyfunc.log_model(name="model", python_model=str(PYFUNC_CODE),

@@ -26,9 +26,11 @@ from features.reference import build_reference
 from serving import gate
 from serving.batching import MicroBatcher
 from serving.gate import GateError, RequestBody, records_from_frame
-from serving.loading import LoadedModel
+from model_runtime.loading import LoadedModel
 from serving.middleware import STATE_KEY, SafetyMiddleware
-from serving.predictor import EIHPredictor, softmax
+from model_runtime.links import softmax
+from model_runtime.metadata import ModelMeta
+from model_runtime.predictor import EIHPredictor
 from serving.schemas import ExplainResponse, PredictResponse
 from serving.scoring import Job, Scorer
 
@@ -56,7 +58,7 @@ def predictor(cohort) -> EIHPredictor:
             "outputs": list(RESPONSES), "calibration": {"temperature": 1.2, "bias": [0.05, -0.1, 0.02]},
             "risk_cutoffs": {"moderate": 0.2, "high": 0.35}, "reference": build_reference(X),
             "training_metrics": {"test_log_loss": 0.9, "undefined": float("nan")}}
-    return EIHPredictor(booster, meta)
+    return EIHPredictor(booster, ModelMeta.from_dict(meta))
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +158,9 @@ def test_gate_problem_lists_are_capped_but_counted():
 
 
 def test_prescreen_knows_every_schema_check():
-    assert gate.PRESCREEN_ENABLED
+    from data_contracts.schema import PRESCREEN_ENABLED
+
+    assert PRESCREEN_ENABLED
 
 
 # hypothesis: records the pydantic model accepts, close to the edges of every rule

@@ -1,4 +1,4 @@
-"""The table explainer (serving/shap_tables.py) gives XGBoost's own TreeSHAP numbers:
+"""The table explainer (model_runtime/shap_tables.py) gives XGBoost's own TreeSHAP numbers:
 checked against `pred_contribs` on simulated rows, on values exactly at and just below
 every split threshold, on every category and on missing values, for one-output
 (ordinal) and three-class models; deep trees fall back to XGBoost; a wrong split rule is
@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import xgboost as xgb
 
-import serving.shap_tables as st
+import model_runtime.shap_tables as st
 from data_contracts.fields import PREDICTORS
 from features.derived import EXERCISE_DOSE
 from features.pipeline import ContractFeatures
-from serving.predictor import EIHPredictor
-from serving.shap_tables import ShapTables
+from model_runtime.predictor import EIHPredictor
+from model_runtime.shap_tables import ShapTables
 
 TOL = 1e-5  # float32 sums of 30 trees; contributions are in %-points or log-odds
 
@@ -162,7 +162,7 @@ def test_a_category_code_outside_the_model_is_refused(data):
 def test_predictor_explains_with_tables_and_falls_back_for_deep_trees(trained_model, data):
     """EIHPredictor uses the tables when it can (same numbers as XGBoost to 1e-5, a record
     gets the same bits alone and in a batch) and XGBoost's call when it cannot."""
-    from serving.loading import load_model
+    from model_runtime.loading import load_model
 
     X, M, _, _ = data
     meta = load_model(trained_model.uri).predictor.meta
@@ -214,7 +214,7 @@ def test_models_the_tables_do_not_know_are_left_to_xgboost(data):
 def test_predictor_recodes_categories_by_name_like_xgboost(trained_model, data):
     """A frame whose categorical column lists its categories in another order gets the
     same explanation as XGBoost's own call, which matches categories by name."""
-    from serving.loading import load_model
+    from model_runtime.loading import load_model
 
     X, _, _, _ = data
     pred = EIHPredictor(_booster(data, 3, rounds=12), load_model(trained_model.uri).predictor.meta)

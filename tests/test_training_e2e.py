@@ -96,7 +96,7 @@ def test_pyfunc_and_predictor_agree_and_explanations_are_exact(trained_model):
     import mlflow
     import shap
 
-    from serving.loading import load_model
+    from model_runtime.loading import load_model
 
     df = trained_model.cohort.frame.head(300)
     pyfunc = mlflow.pyfunc.load_model(trained_model.uri)
@@ -163,7 +163,7 @@ def test_champion_gate_keeps_better_champion(trained_model, client):
 def test_model_moves_with_the_oracle(trained_model, field, delta, output, sign):
     """Directional checks: raising CPM or PSEQ must not lower P(hypoalgesia), raising PCS or CSI must not
     lower P(hyperalgesia), in the oracle (per record) and in the model (on average over the cohort)."""
-    from serving.loading import load_model
+    from model_runtime.loading import load_model
     from simulation import oracle_probabilities
 
     from data_contracts.fields import BY_NAME
@@ -203,8 +203,8 @@ def test_multiclass_kind_trains_a_softmax_model_with_exact_explanations(trained_
     explained margins."""
     from rich.console import Console
 
-    from serving.loading import load_model
-    from serving.predictor import softmax
+    from model_runtime.loading import load_model
+    from model_runtime.links import softmax
     from training.config import TrainConfig
     from training.train import train
 

@@ -13,7 +13,10 @@ from data_contracts.fields import PREDICTORS
 from data_contracts.labels import response_codes
 from features.pipeline import ContractFeatures, LinearDesign
 from features.reference import build_reference, psi
-from serving.predictor import ContractVersionError, EIHPredictor, softmax
+from model_runtime.links import softmax
+from model_runtime.metadata import ContractVersionError
+from model_runtime.metadata import ModelMeta
+from model_runtime.predictor import EIHPredictor
 from training import baselines, metrics, tune
 from training.config import TrainConfig, load_config
 from training.split import cv_folds, holdout_split
@@ -118,7 +121,7 @@ def test_ordinal_calibration_recovers_the_residual_spread_and_a_shift():
 
 
 def test_ordinal_probabilities_follow_the_expected_change():
-    from serving.predictor import ordinal_proba
+    from model_runtime.links import ordinal_proba
 
     mu = np.linspace(-60, 60, 121)
     P = ordinal_proba(mu, 18.0, 10.0)
@@ -208,7 +211,7 @@ def _tiny_predictor(df: pd.DataFrame, contract_version: str = "1.0", temperature
     meta = {"contract_version": contract_version, "label_threshold_pct": 10.0, "features": list(X.columns),
             "calibration": {"temperature": temperature, "bias": [0.1, -0.2, 0.0]},
             "risk_cutoffs": {"moderate": 0.2, "high": 0.35}, "reference": build_reference(X)}
-    return EIHPredictor(booster, meta)
+    return EIHPredictor(booster, ModelMeta.from_dict(meta))
 
 
 def test_predictor_explanations_are_additive_and_match_probabilities(tmp_path):

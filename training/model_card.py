@@ -7,7 +7,7 @@ import pandas as pd
 
 from data_contracts.fields import BY_NAME, CONTRACT_VERSION, RESPONSES
 from features.derived import DERIVED
-from serving.predictor import ORDINAL
+from model_runtime.links import ORDINAL
 
 
 def _fmt(metrics: dict, key: str, intervals: dict | None = None, ikey: str | None = None) -> str:
@@ -23,10 +23,10 @@ def _fmt(metrics: dict, key: str, intervals: dict | None = None, ikey: str | Non
 def model_card(*, name, cfg, metrics, intervals, subgroups: pd.DataFrame, meta, split, n_rows, dropped, data_name,
                synthetic: bool, confusion: np.ndarray) -> str:
     thr = cfg.label_threshold_pct
-    fields = [f for f in meta["features"] if f in BY_NAME]
-    derived = [f for f in meta["features"] if f in DERIVED]
+    fields = [f for f in meta.features if f in BY_NAME]
+    derived = [f for f in meta.features if f in DERIVED]
     optional = [f for f in fields if not BY_NAME[f].required]
-    shape = meta["model_shape"]
+    shape = meta.model_shape
     lines = [
         f"# Model card: {name}",
         "",
@@ -63,15 +63,15 @@ def model_card(*, name, cfg, metrics, intervals, subgroups: pd.DataFrame, meta, 
         "## Model",
         (f"XGBoost regression of the measured eih_pct (ordinal model), depth {shape['max_depth']}, {shape['n_rounds']}"
          " rounds; the class probabilities are those of eih_pct ~ Normal(prediction, sigma) beyond the +/- threshold,"
-         f" with the residual spread sigma = {meta['calibration'].get('sigma', float('nan')):.1f} %-points fitted out of fold."
+         f" with the residual spread sigma = {meta.sigma if meta.sigma is not None else float('nan'):.1f} %-points fitted out of fold."
          " Explanations are in %-points of the expected change (positive = toward hypoalgesia)."
-         if meta.get("link") == ORDINAL else
+         if meta.link == ORDINAL else
          f"XGBoost multi:softprob, depth {shape['max_depth']}, {shape['n_rounds']} rounds x 3 classes.")
         + f" Chosen as the cheapest to explain among search candidates within {cfg.cost_tolerance:.0%} of the best CV"
         f" log-loss. Exact TreeSHAP explanations at about {shape.get('explain_rows_per_s_measured', float('nan')):.0f}"
         " rows/s (measured at training).",
-        "Calibration: " + (f"temperature {meta['calibration']['temperature']:.3f} and bias applied to the margins"
-                           if meta["calibration"]["applied"] else "checked out-of-fold; no further correction needed") + ".",
+        "Calibration: " + (f"temperature {meta.calibration.temperature:.3f} and bias applied to the margins"
+                           if meta.calibration.applied else "checked out-of-fold; no further correction needed") + ".",
         f"Hyperalgesia risk: low below {cfg.risk_moderate:.0%}, moderate {cfg.risk_moderate:.0%}-{cfg.risk_high:.0%},"
         f" high at or above {cfg.risk_high:.0%} predicted probability.",
         "",

@@ -31,8 +31,8 @@ from training.model_card import model_card
 from training.split import cv_folds, holdout_split
 
 ROOT = Path(__file__).resolve().parent.parent
-PYFUNC_CODE = ROOT / "serving" / "pyfunc_model.py"
-CODE_PATHS = [str(ROOT / p) for p in ("data_contracts", "features", "serving")]
+PYFUNC_CODE = ROOT / "model_runtime" / "pyfunc_model.py"
+CODE_PATHS = [str(ROOT / p) for p in ("data_contracts", "features", "model_runtime")]
 
 
 class TrainingDataError(ValueError):
@@ -144,8 +144,10 @@ def train(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from eih.settings import CHAMPION_ALIAS, configure_mlflow, get_or_create_experiment
-    from serving.predictor import ORDINAL_OUTPUT, EIHPredictor
+    from model_runtime.settings import CHAMPION_ALIAS, configure_mlflow, get_or_create_experiment
+    from model_runtime.links import ORDINAL_OUTPUT
+    from model_runtime.metadata import ModelMeta
+    from model_runtime.predictor import EIHPredictor
 
     cfg = cfg or TrainConfig()
     console = console or Console()
@@ -256,31 +258,31 @@ def train(
         # ---- final model ------------------------------------------------------------
         with console.status("fitting the final model"):
             booster = tune.fit_final(Xtr, ttr, params, chosen.n_rounds)
-            meta = {
-                "contract_version": CONTRACT_VERSION,
-                "label_threshold_pct": cfg.label_threshold_pct,
-                "features": list(X.columns),
-                "link": link,
-                "outputs": outputs,
-                "calibration": cal.to_meta(apply),
-                "risk_cutoffs": {"moderate": cfg.risk_moderate, "high": cfg.risk_high},
-                "reference": build_reference(Xtr),
-                "class_prior": [float(v) for v in np.bincount(ytr, minlength=3) / len(ytr)],
-                "model_shape": {"max_depth": chosen.params["max_depth"], "n_rounds": chosen.n_rounds,
-                                "n_outputs": n_out, "explain_cost_proxy": chosen.cost},
-                "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "seed": seed,
-            }
+            meta = ModelMeta(
+                contract_version=CONTRACT_VERSION,
+                label_threshold_pct=cfg.label_threshold_pct,
+                features=tuple(X.columns),
+                link=link,
+                outputs=tuple(outputs),
+                calibration=cal.to_runtime(apply),
+                risk_cutoffs={"moderate": cfg.risk_moderate, "high": cfg.risk_high},
+                reference=build_reference(Xtr),
+                class_prior=tuple(float(v) for v in np.bincount(ytr, minlength=3) / len(ytr)),
+                model_shape={"max_depth": chosen.params["max_depth"], "n_rounds": chosen.n_rounds,
+                             "n_outputs": n_out, "explain_cost_proxy": chosen.cost},
+                trained_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                seed=seed,
+            )
             predictor = EIHPredictor(booster, meta)
             P, ex = predictor.predict_and_explain(dte)
             # attribution reference (for drift of explanations in batch scoring)
             ref_ex = predictor.explain(dtr.iloc[: min(len(dtr), 5000)])
-            meta["attribution_reference"] = {
+            meta.attribution_reference = {
                 f"{o}__{f}": numeric_reference(ref_ex.contributions[:, k, j], n_bins=10)
                 for k, o in enumerate(predictor.outputs) for j, f in enumerate(predictor.fields)
             }
             explain_rps = _explain_rows_per_s(predictor, dte)
-            meta["model_shape"]["explain_rows_per_s_measured"] = explain_rps
+            meta.model_shape["explain_rows_per_s_measured"] = explain_rps
 
         # ---- evaluation -------------------------------------------------------------
         with console.status("evaluating on the test split (bootstrap intervals)"):
@@ -323,7 +325,7 @@ def train(
                 logged[f"test_log_loss__{r.group}_{r.level}"] = r.log_loss
                 logged[f"test_auroc_macro__{r.group}_{r.level}"] = r.auroc_macro
             mlflow.log_metrics(logged)
-        meta["training_metrics"] = {k: v for k, v in logged.items() if not k.startswith("test_log_loss__") and "auroc_macro__" not in k}
+        meta.training_metrics = {k: v for k, v in logged.items() if not k.startswith("test_log_loss__") and "auroc_macro__" not in k}
 
         # ---- artifacts ----------------------------------------------------------------
         with tempfile.TemporaryDirectory() as tmp, console.status("writing plots, model card and the model"):
@@ -405,7 +407,7 @@ def _gate(client, name, version, predictor, dte, yte, new_ll, alias) -> tuple[bo
         return True, f"no current champion: version {version} promoted to @{alias} (test log-loss {new_ll:.4f})"
     import mlflow
 
-    from serving.loading import ModelNotAvailable, load_model
+    from model_runtime.loading import ModelNotAvailable, load_model
 
     try:
         champ = load_model(f"models:/{name}@{alias}").predictor

@@ -23,7 +23,7 @@ import xgboost as xgb
 from scipy.optimize import minimize
 
 from data_contracts.labels import response_codes
-from serving.predictor import ORDINAL, SOFTMAX, margins_to_proba
+from model_runtime.links import ORDINAL, SOFTMAX, MarginCalibration, margins_to_proba
 from training.config import TrainConfig
 from training.metrics import log_loss
 
@@ -173,11 +173,10 @@ class Calibration:
     log_loss_after: float  # with them
     sigma_alone: float | None = None  # ordinal: the spread fitted without temperature and bias
 
-    def to_meta(self, applied: bool) -> dict:
-        d = {"temperature": self.temperature, "bias": [float(v) for v in self.bias], "applied": bool(applied)}
-        if self.sigma is not None:
-            d["sigma"] = self.sigma
-        return d
+    def to_runtime(self, applied: bool) -> MarginCalibration:
+        """The calibration a model applies at run time."""
+        return MarginCalibration(float(self.temperature), tuple(float(v) for v in self.bias),
+                                 None if self.sigma is None else float(self.sigma), bool(applied))
 
     def proba(self, raw: np.ndarray, link_kind: str, threshold_pct: float) -> np.ndarray:
         """Class probabilities of raw margins (n, K) under this calibration."""

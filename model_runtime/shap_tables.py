@@ -30,7 +30,7 @@ category, missing) in random combinations, and that the row loop classes every p
 value as the vectorized path does, and returns None if they differ (by more than
 `CHECK_TOL` for contributions). The input is a matrix of
 category codes: the caller must code categories in the order the model was trained with
-(`EIHPredictor.frame_matrix` re-codes a frame by category name, as XGBoost does).
+(`model_runtime.matrix.ModelMatrix.from_frame` re-codes a frame by category name, as XGBoost does).
 """
 
 from __future__ import annotations
@@ -140,95 +140,18 @@ class ShapTables:
 
     @classmethod
     def _build(cls, booster: xgb.Booster, feature_types: list[str], n_categories: dict[int, int]) -> ShapTables | None:
-        model = json.loads(booster.save_raw("json"))
-        gb = model["learner"]["gradient_booster"]
-        if gb.get("name") != "gbtree":
+        parsed = _parse_trees(booster)
+        if parsed is None:
             return None
-        m = gb["model"]
-        if int(m["gbtree_model_param"].get("num_parallel_tree", 1)) != 1:
+        splits, n_out = parsed
+        features = _features_of(splits, feature_types, n_categories)
+        if features is None:
             return None
-        trees_json, tree_info = m["trees"], [int(t) for t in m["tree_info"]]
-        if not trees_json or any(int(t["tree_param"].get("size_leaf_vector", "1")) > 1 for t in trees_json):
+        specs = _cell_specs(splits, features, n_out, len(feature_types))
+        if specs is None:
             return None
-        n_out = max(tree_info) + 1
-        if len(trees_json) != booster.num_boosted_rounds() * n_out or tree_info != [t % n_out for t in range(len(tree_info))]:
-            return None
-        n_cols = len(feature_types)
-        splits = [_splits(t) for t in trees_json]
-
-        # global classes of every feature any tree splits on
-        thresholds: dict[int, list[float]] = {}
-        for tree in splits:
-            for col, is_cat, cond, _dl, _cats in tree:
-                if is_cat != (feature_types[col] == "c"):
-                    return None
-                if not is_cat:
-                    thresholds.setdefault(col, []).append(cond)
-                else:
-                    thresholds.setdefault(col, [])
-        features = {}
-        for col, values in thresholds.items():
-            if feature_types[col] == "c":
-                features[col] = _Feature(col, True, np.zeros(0, np.float32), int(n_categories[col]))
-            else:
-                features[col] = _Feature(col, False, np.unique(np.asarray(values, dtype=np.float32)), 0)
-
-        names = booster.feature_names
-        specs, total_cells = [], 0  # per tree with splits: (iteration, output, cols, lookups, representative rows)
-        for t, tree in enumerate(splits):
-            it, out = divmod(t, n_out)
-            if not tree:  # a single leaf: contributes to the bias only
-                continue
-            cols = sorted({s[0] for s in tree})
-            locals_, reps = [], []
-            for col in cols:
-                f = features[col]
-                nodes = [s for s in tree if s[0] == col]
-                sig = np.array([[_decision(f, g, s) for s in nodes] for g in range(f.n_classes)], dtype=np.int8)
-                _, first, local = np.unique(sig, axis=0, return_index=True, return_inverse=True)
-                locals_.append(local.reshape(-1).astype(np.int32))
-                reps.append([f.representative(int(g)) for g in first])
-            sizes = [len(r) for r in reps]
-            n_cells = int(np.prod(sizes))
-            total_cells += n_cells
-            if n_cells > MAX_CELLS or total_cells > MAX_TOTAL_CELLS:
-                return None
-            strides = np.cumprod([1] + sizes[::-1])[:-1][::-1]  # C order over cols
-            R = np.full((n_cells, n_cols), np.nan)
-            for c, combo in enumerate(itertools.product(*[range(s) for s in sizes])):
-                for col, r, k in zip(cols, reps, combo):
-                    R[c, col] = r[k]
-            specs.append((it, out, cols, [(loc * int(s)).astype(np.int32) for loc, s in zip(locals_, strides)], R))
-
-        # XGBoost's contributions of each tree for its cells: one sliced booster and one
-        # call per boosting round (all outputs' trees of the round together)
-        trees = []
-        for it, group in itertools.groupby(specs, key=lambda s: s[0]):
-            group = list(group)
-            R = np.concatenate([g[4] for g in group])
-            dm = xgb.DMatrix(R, feature_names=names, feature_types=feature_types, enable_categorical=True, nthread=1)
-            contrib = booster[it:it + 1].predict(dm, pred_contribs=True, validate_features=False)
-            contrib = contrib.reshape(len(R), n_out, n_cols + 1)
-            start = 0
-            for _it, out, cols, lookups, Rt in group:
-                part = contrib[start:start + len(Rt), out, cols]
-                start += len(Rt)
-                trees.append(_Tree(out, np.asarray(cols, dtype=np.intp), lookups,
-                                   np.ascontiguousarray(part.T, dtype="float64")))
-
-        probe = _probe_rows(features, n_cols)
-        dm = xgb.DMatrix(probe, feature_names=names, feature_types=feature_types, enable_categorical=True, nthread=1)
-        want = booster.predict(dm, pred_contribs=True, validate_features=False).reshape(len(probe), n_out, n_cols + 1)
-        tables = cls(features, trees, want[0, :, -1].astype("float64"), n_cols)
-        if not np.allclose(tables.contributions(probe), want, rtol=0.0, atol=CHECK_TOL, equal_nan=False):
-            return None
-        # the row loop adds the same table values in the same order as the vectorized path;
-        # what could differ is how it classes a value: check that on every probe value
-        for col, f in features.items():
-            values = np.unique(probe[:, col])  # NaN once (numpy >= 1.21)
-            if [f.class_of(float(v)) for v in values] != f.classes(values).tolist():
-                return None
-        return tables
+        trees = _tables_from_xgboost(booster, specs, feature_types, n_out)
+        return _checked(cls, booster, features, trees, feature_types, n_out)
 
     def contributions(self, X: np.ndarray) -> np.ndarray:
         """(n, F) model matrix (categories as codes, missing as NaN) -> (n, K, F + 1) float64,
@@ -276,6 +199,117 @@ class ShapTables:
             out[i, :, :-1] = acc
         out[:, :, -1] = self.bias
         return out
+
+
+def _parse_trees(booster: xgb.Booster) -> tuple[list[list], int] | None:
+    """Each tree's reachable splits and the number of outputs, or None for a model shape
+    the tables do not know (DART, forests, vector leaves, linear, no trees)."""
+    model = json.loads(booster.save_raw("json"))
+    gb = model["learner"]["gradient_booster"]
+    if gb.get("name") != "gbtree":
+        return None
+    m = gb["model"]
+    if int(m["gbtree_model_param"].get("num_parallel_tree", 1)) != 1:
+        return None
+    trees_json, tree_info = m["trees"], [int(t) for t in m["tree_info"]]
+    if not trees_json or any(int(t["tree_param"].get("size_leaf_vector", "1")) > 1 for t in trees_json):
+        return None
+    n_out = max(tree_info) + 1
+    if len(trees_json) != booster.num_boosted_rounds() * n_out or tree_info != [t % n_out for t in range(len(tree_info))]:
+        return None
+    return [_splits(t) for t in trees_json], n_out
+
+
+def _features_of(splits: list[list], feature_types: list[str], n_categories: dict[int, int]) -> dict[int, _Feature] | None:
+    """The global classes of every feature any tree splits on (None if a split's kind
+    disagrees with the column's type)."""
+    thresholds: dict[int, list[float]] = {}
+    for tree in splits:
+        for col, is_cat, cond, _dl, _cats in tree:
+            if is_cat != (feature_types[col] == "c"):
+                return None
+            values = thresholds.setdefault(col, [])
+            if not is_cat:
+                values.append(cond)
+    features = {}
+    for col, values in thresholds.items():
+        if feature_types[col] == "c":
+            features[col] = _Feature(col, True, np.zeros(0, np.float32), int(n_categories[col]))
+        else:
+            features[col] = _Feature(col, False, np.unique(np.asarray(values, dtype=np.float32)), 0)
+    return features
+
+
+def _cell_specs(splits: list[list], features: dict[int, _Feature], n_out: int, n_cols: int) -> list[tuple] | None:
+    """Per tree with splits: (iteration, output, columns, lookups, one representative row
+    per cell); None when a tree or all trees together have too many cells."""
+    specs, total_cells = [], 0
+    for t, tree in enumerate(splits):
+        it, out = divmod(t, n_out)
+        if not tree:  # a single leaf: contributes to the bias only
+            continue
+        cols = sorted({s[0] for s in tree})
+        locals_, reps = [], []
+        for col in cols:
+            f = features[col]
+            nodes = [s for s in tree if s[0] == col]
+            sig = np.array([[_decision(f, g, s) for s in nodes] for g in range(f.n_classes)], dtype=np.int8)
+            _, first, local = np.unique(sig, axis=0, return_index=True, return_inverse=True)
+            locals_.append(local.reshape(-1).astype(np.int32))
+            reps.append([f.representative(int(g)) for g in first])
+        sizes = [len(r) for r in reps]
+        n_cells = int(np.prod(sizes))
+        total_cells += n_cells
+        if n_cells > MAX_CELLS or total_cells > MAX_TOTAL_CELLS:
+            return None
+        strides = np.cumprod([1] + sizes[::-1])[:-1][::-1]  # C order over cols
+        R = np.full((n_cells, n_cols), np.nan)
+        for c, combo in enumerate(itertools.product(*[range(s) for s in sizes])):
+            for col, r, k in zip(cols, reps, combo):
+                R[c, col] = r[k]
+        specs.append((it, out, cols, [(loc * int(s)).astype(np.int32) for loc, s in zip(locals_, strides)], R))
+    return specs
+
+
+def _tables_from_xgboost(booster: xgb.Booster, specs: list[tuple], feature_types: list[str], n_out: int) -> list[_Tree]:
+    """XGBoost's contributions of each tree for its cells: one sliced booster and one call
+    per boosting round (all outputs' trees of the round together)."""
+    n_cols = len(feature_types)
+    trees = []
+    for it, group in itertools.groupby(specs, key=lambda s: s[0]):
+        group = list(group)
+        R = np.concatenate([g[4] for g in group])
+        dm = xgb.DMatrix(R, feature_names=booster.feature_names, feature_types=feature_types,
+                         enable_categorical=True, nthread=1)
+        contrib = booster[it:it + 1].predict(dm, pred_contribs=True, validate_features=False)
+        contrib = contrib.reshape(len(R), n_out, n_cols + 1)
+        start = 0
+        for _it, out, cols, lookups, Rt in group:
+            part = contrib[start:start + len(Rt), out, cols]
+            start += len(Rt)
+            trees.append(_Tree(out, np.asarray(cols, dtype=np.intp), lookups, np.ascontiguousarray(part.T, dtype="float64")))
+    return trees
+
+
+def _checked(cls, booster: xgb.Booster, features: dict[int, _Feature], trees: list[_Tree], feature_types: list[str],
+             n_out: int) -> ShapTables | None:
+    """The tables, if they agree with `pred_contribs` on the probe rows and the row loop
+    classes every probe value as the vectorized path does; else None."""
+    n_cols = len(feature_types)
+    probe = _probe_rows(features, n_cols)
+    dm = xgb.DMatrix(probe, feature_names=booster.feature_names, feature_types=feature_types,
+                     enable_categorical=True, nthread=1)
+    want = booster.predict(dm, pred_contribs=True, validate_features=False).reshape(len(probe), n_out, n_cols + 1)
+    tables = cls(features, trees, want[0, :, -1].astype("float64"), n_cols)
+    if not np.allclose(tables.contributions(probe), want, rtol=0.0, atol=CHECK_TOL, equal_nan=False):
+        return None
+    # the row loop adds the same table values in the same order as the vectorized path;
+    # what could differ is how it classes a value: check that on every probe value
+    for col, f in features.items():
+        values = np.unique(probe[:, col])  # NaN once (numpy >= 1.21)
+        if [f.class_of(float(v)) for v in values] != f.classes(values).tolist():
+            return None
+    return tables
 
 
 def _splits(tree: dict) -> list[tuple[int, bool, float, bool, frozenset]]:

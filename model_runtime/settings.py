@@ -1,8 +1,13 @@
-"""Where things live by default. One place, so every command agrees.
+"""Where things live: the MLflow store, the experiment and the registered model's names,
+and the privacy settings of every process. One place, so every command agrees.
 
-The MLflow store defaults to a local SQLite database with artifacts under `mlruns/`
-(relative to the working directory). `MLFLOW_TRACKING_URI` points the same code at a
-team server instead.
+The store, first match wins:
+1. `MLFLOW_TRACKING_URI` (a team server, or any store MLflow knows);
+2. `EIH_STORE_DIR`: a local SQLite store in that folder;
+3. `EIH_HOME`: a local SQLite store in `$EIH_HOME/mlruns`;
+4. the project's own `mlruns/` beside the package (a checkout: the folder holding
+   pyproject.toml), so every command finds the same store from any working directory;
+5. `~/.eih/mlruns` when the package is not in a checkout (an installed wheel, a Bento).
 """
 
 from __future__ import annotations
@@ -15,11 +20,35 @@ DEFAULT_REGISTERED_MODEL = "eih-responder"
 CHAMPION_ALIAS = "champion"
 
 
+def project_root() -> Path | None:
+    """The checkout the package runs from (the folder with pyproject.toml), or None."""
+    root = Path(__file__).resolve().parent.parent
+    return root if (root / "pyproject.toml").is_file() else None
+
+
 def store_dir() -> Path:
-    return Path(os.environ.get("EIH_STORE_DIR", "mlruns")).resolve()
+    """The local store's folder (see the module docstring for the rule)."""
+    if os.environ.get("EIH_STORE_DIR"):
+        return Path(os.environ["EIH_STORE_DIR"]).resolve()
+    if os.environ.get("EIH_HOME"):
+        return (Path(os.environ["EIH_HOME"]) / "mlruns").resolve()
+    root = project_root()
+    return root / "mlruns" if root is not None else Path.home() / ".eih" / "mlruns"
+
+
+def store_source() -> str:
+    """Which rule chose the store, in words (for `eih info` and error messages)."""
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return "MLFLOW_TRACKING_URI"
+    if os.environ.get("EIH_STORE_DIR"):
+        return "EIH_STORE_DIR"
+    if os.environ.get("EIH_HOME"):
+        return "EIH_HOME"
+    return "the project's own store" if project_root() is not None else "the user's default store (~/.eih)"
 
 
 def tracking_uri() -> str:
+    """The MLflow tracking URI every command uses."""
     uri = os.environ.get("MLFLOW_TRACKING_URI")
     if uri:
         return uri
@@ -38,6 +67,7 @@ def artifact_root(uri: str | None = None) -> str | None:
 
 
 def champion_uri(name: str = DEFAULT_REGISTERED_MODEL) -> str:
+    """models:/NAME@champion."""
     return f"models:/{name}@{CHAMPION_ALIAS}"
 
 

@@ -1,10 +1,10 @@
 """MLflow "models from code" definition of the registered model.
 
 `training` logs this file with the predictor directory (booster + meta) as the
-artifact `predictor`. Every consumer loads the model by alias
-(`models:/eih-responder@champion`) and either calls the pyfunc `predict` (class
-probabilities, what `mlflow models serve` answers) or unwraps `EIHPredictor` for
-explanations (`load_predictor` in serving.loading).
+artifact `predictor`, and with `data_contracts`, `features` and `model_runtime` as the
+model's code. Every consumer loads the model by alias (`models:/eih-responder@champion`)
+and either calls the pyfunc `predict` (class probabilities, what `mlflow models serve`
+answers) or unwraps `EIHPredictor` for explanations (`model_runtime.loading`).
 """
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ from data_contracts.fields import RESPONSES
 
 
 class EIHPyfunc(PythonModel):
+    """The pyfunc face of `EIHPredictor`: probabilities for contract frames."""
+
     def load_context(self, context):
-        from serving.predictor import EIHPredictor
+        from model_runtime.predictor import EIHPredictor
 
         self.predictor = EIHPredictor.load(context.artifacts["predictor"])
 
