@@ -266,6 +266,33 @@ def test_cli_never_echoes_values(fmt, as_json, files, cli_runner, tmp_path):
         assert "notes" in result.stdout  # the unknown column is named, its content is not
 
 
+def test_cli_table_gives_rule_and_unit_slip(files):
+    from typer.testing import CliRunner
+
+    wide = CliRunner(env={"COLUMNS": "250", "NO_COLOR": "1", "TERM": "dumb"})
+    result = _run(wide, files["csv"])
+    assert result.exit_code == 1
+    out = result.stdout
+    assert "rule" in out and "likely unit slip" in out
+    assert "a number from 0.01 to 100 ng/mL" in out and "looks like pg/mL (divide by 1000)" in out
+    assert "one of female, male" in out
+    assert "every problem with its row and subject_id: --rejects FILE.csv or --json" in out
+    for marker in MARKERS:
+        assert marker not in out
+
+
+def test_problem_table_counts_rows_per_rule_and_hint(files):
+    from data_contracts.report import problem_table
+
+    report = validate_frame(read_table(files["csv"]))
+    table = problem_table(report.problems)
+    assert table["rows"].sum() == len(report.problems)  # a count of rows, never a value
+    assert (table["rule"] != "").all()
+    pg = table[table["hint"] == "looks like pg/mL (divide by 1000)"]
+    assert len(pg) == 1 and pg["field"].item() == "bdnf_ng_ml" and pg["problem"].item() == "above the allowed range"
+    assert pg["rows"].item() == report.problems["problem"].str.contains("looks like pg/mL", regex=False).sum()
+
+
 @pytest.mark.parametrize("fmt", ["good_csv", "good_parquet"])
 def test_cli_valid_file_exits_0(fmt, files, cli_runner, tmp_path):
     rejects = tmp_path / "r.csv"
