@@ -35,8 +35,8 @@ def validate(
     from rich.console import Console
     from rich.markup import escape
 
-    from data_contracts.io import read_columns, read_table
-    from data_contracts.report import print_report, unknown_columns_text, write_problems
+    from data_contracts.io import column_hints, read_columns, read_table
+    from data_contracts.report import print_report, write_problems
     from data_contracts.validate import ContractFileError, validate_frame
 
     err = Console(stderr=True)
@@ -56,7 +56,8 @@ def validate(
     if as_json:
         out = report.to_dict()
         out["notices"] = notices
-        out["unknown_columns_text"] = unknown_columns_text(report.unknown_columns, columns)
+        hints = column_hints(columns)
+        out["unknown_column_hints"] = {c: hints[c] for c in report.unknown_columns if c in hints}
         typer.echo(json.dumps(out, indent=2))
     else:
         details = None if rejects is not None else "every problem with its row and subject_id: --rejects FILE.csv or --json"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from data_contracts.io import column_hints
 from data_contracts.validate import PROBLEM_COLUMNS, ValidationReport
 
 
@@ -59,11 +60,7 @@ def problem_table(problems: pd.DataFrame) -> pd.DataFrame:
 def unknown_columns_text(unknown: Sequence[str], columns: Sequence[str] | None = None) -> str:
     """`a (looks like a_b), c`: unknown columns, each with the contract names it looks
     like among those absent from `columns` (the file's columns; None: no hints)."""
-    hints = {}
-    if columns is not None:
-        from data_contracts.io import column_hints
-
-        hints = column_hints(list(columns))
+    hints = column_hints(list(columns)) if columns is not None else {}
     return ", ".join(f"{c} (looks like {' or '.join(hints[c])})" if c in hints else str(c) for c in unknown)
 
 

@@ -265,3 +265,13 @@ def test_no_record_value_in_notices_hints_or_tables(as_json, tmp_path, cli_runne
         _no_marker(result.stdout, result.stderr)
         for text in (result.stdout, result.stderr):
             assert "4.5" not in text and "4,5" not in text
+
+
+def test_unknown_columns_name_the_optional_column_they_look_like(tmp_path, cli_runner):
+    p = tmp_path / "c.csv"
+    write_table(valid_frame(10, seed=9).rename(columns={"bmi_kg_m2": "BMI", "lactate_mmol_l": "lactate"}), p)
+    out = json.loads(_validate(cli_runner, p, "--json").stdout)
+    assert out["unknown_columns"] == ["BMI", "lactate"]
+    assert out["unknown_column_hints"] == {"BMI": ["bmi_kg_m2"], "lactate": ["lactate_mmol_l"]}
+    table = _validate(cli_runner, p).stdout
+    assert "unknown columns, not used: BMI (looks like bmi_kg_m2), lactate (looks like lactate_mmol_l)" in table
