@@ -342,3 +342,17 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike) -> None:
         df.to_parquet(p, index=False)
     else:
         df.to_csv(p, index=False)
+
+
+def read_side_table(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a table keyed by subject_id that is not a cohort (an oracle or retest file):
+    CSV (delimiter and decimal mark sniffed) or Parquet, no contract columns required."""
+    p = Path(path)
+    fmt = file_format(p)
+    try:
+        if fmt == "parquet":
+            return pd.read_parquet(p)
+        delimiter, decimal = sniff_csv(p)
+        return pd.read_csv(p, sep=delimiter, decimal=decimal, dtype={"subject_id": "str"})
+    except Exception as exc:  # noqa: BLE001
+        raise ContractFileError(f"{p.name}: cannot be read as {fmt} ({type(exc).__name__})") from None

@@ -1,0 +1,62 @@
+"""Training as pure steps: the chain trains a model in memory, with no tracking store and
+no files, and each step's typed result holds what the next one needs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from data_contracts.labels import eih_pct, response_codes
+from data_contracts.validate import validate_frame
+from training import steps
+from training.config import TrainConfig
+
+
+@pytest.fixture(scope="module")
+def cohort():
+    from simulation import simulate
+
+    df, oracle = simulate(1500, seed=3, n_sites=1)
+    valid = validate_frame(df).valid
+    y = response_codes(eih_pct(valid), 10.0).astype("int64")
+    oP = oracle.set_index("subject_id").loc[valid["subject_id"], ["p_hypoalgesia", "p_no_change", "p_hyperalgesia"]]
+    return valid, y, oP.to_numpy()
+
+
+@pytest.mark.slow
+def test_the_chain_trains_in_memory_without_a_tracking_store(cohort, monkeypatch, tmp_path):
+    valid, y, oP = cohort
+    # a tracking store that cannot be created: any MLflow call would fail loudly
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/missing/dir/that/is/not/there.db")
+    monkeypatch.chdir(tmp_path)
+    cfg = TrainConfig(n_trials=2, cv_folds=3, bootstrap=20, max_rounds=120)
+    seen = []
+    prep = steps.prepare(valid, y, cfg, seed=1)
+    trained = steps.run_steps(prep, cfg, 1, oP, on_step=lambda step, result: seen.append((step, result is None)))
+
+    assert seen == [("search", True), ("search", False), ("calibrate", True), ("calibrate", False),
+                    ("fit", True), ("fit", False), ("evaluate", True), ("evaluate", False)]
+    assert len(trained.search.trials) == 2 and trained.search.chosen in trained.search.trials
+    assert len(prep.tr) + len(prep.te) == len(valid) and not set(prep.tr) & set(prep.te)
+    ev = trained.evaluation
+    assert ev.P.shape == (len(prep.te), 3) and np.allclose(ev.P.sum(axis=1), 1.0)
+    # the model beats knowing nothing and cannot beat the truth by much on this split
+    assert ev.metrics["test_log_loss"] < ev.metrics["null_test_log_loss"]
+    assert 0.0 < ev.metrics["oracle_capture"] < 1.2
+    meta = trained.predictor.meta
+    assert meta.training_metrics["test_log_loss"] == ev.metrics["test_log_loss"]
+    assert meta.model_shape["explain_rows_per_s_measured"] > 0 and meta.attribution_reference
+    assert not list(tmp_path.iterdir())  # nothing written: no store, no mlruns/
+
+
+@pytest.mark.slow
+def test_calibrated_step_exposes_the_runtime_calibration(cohort):
+    valid, y, _ = cohort
+    cfg = TrainConfig(n_trials=1, cv_folds=3, bootstrap=20, max_rounds=80)
+    prep = steps.prepare(valid, y, cfg, seed=2)
+    found = steps.search(prep, cfg, 2)
+    calib = steps.calibrate(prep, found.chosen, cfg, 2)
+    rt = calib.runtime()
+    assert rt.applied == calib.applied and rt.sigma == pytest.approx(calib.cal.sigma)
+    assert calib.oof.shape == (len(prep.tr), 1)
+    assert set(calib.metrics()) >= {"oof_log_loss_uncalibrated", "oof_ece_calibrated", "residual_sigma_pct"}

@@ -1,0 +1,99 @@
+"""The registry edge of training: log a predictor as the one MLflow model artifact
+(models from code, `model_runtime/pyfunc_model.py`), register it, and the gate that
+moves the `@champion` alias only when the new version beats the current champion.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from data_contracts.examples import EXAMPLE_RECORD
+from data_contracts.fields import BY_NAME, CONTRACT_VERSION, PREDICTORS, RESPONSES
+from model_runtime.predictor import EIHPredictor
+from training import metrics
+
+ROOT = Path(__file__).resolve().parent.parent
+PYFUNC_CODE = ROOT / "model_runtime" / "pyfunc_model.py"
+CODE_PATHS = [str(ROOT / p) for p in ("data_contracts", "features", "model_runtime")]
+"""What a registered model ships as code: the contract, the features and the runtime."""
+
+
+def signature():
+    """The pyfunc signature: contract predictors in, three probabilities out."""
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import ColSpec, Schema
+
+    cols = [ColSpec("string", "subject_id", required=False)]
+    for name in PREDICTORS:
+        f = BY_NAME[name]
+        cols.append(ColSpec("double" if f.kind == "number" else "string", name, required=f.required))
+    outputs = Schema([ColSpec("double", f"p_{o}") for o in RESPONSES])
+    return ModelSignature(inputs=Schema(cols), outputs=outputs)
+
+
+def input_example() -> pd.DataFrame:
+    """The contract's example record as a one-row frame of the signature's types."""
+    rec = {k: v for k, v in EXAMPLE_RECORD.items() if k == "subject_id" or k in PREDICTORS}
+    df = pd.DataFrame([rec])
+    for name in PREDICTORS:
+        df[name] = df[name].astype("float64" if BY_NAME[name].kind == "number" else object)
+    return df
+
+
+def pip_requirements() -> list[str]:
+    """The installed versions of what the model needs to load and predict."""
+    from importlib.metadata import version
+
+    pkgs = ["mlflow", "xgboost", "pandas", "numpy", "scikit-learn", "scipy", "pyarrow", "pandera", "pydantic"]
+    return [f"{p}=={version(p)}" for p in pkgs]
+
+
+def log_and_register(predictor: EIHPredictor, workdir: Path, registered_model: str) -> str:
+    """Log the predictor as the run's model `model`, register it and return the new version."""
+    import mlflow
+
+    pred_dir = predictor.save(workdir / "predictor")
+    t = predictor.threshold_pct
+    info = mlflow.pyfunc.log_model(
+        name="model", python_model=str(PYFUNC_CODE), artifacts={"predictor": str(pred_dir)}, code_paths=CODE_PATHS,
+        signature=signature(), input_example=input_example(), pip_requirements=pip_requirements(),
+        metadata={"contract_version": CONTRACT_VERSION, "label_threshold_pct": t},
+    )
+    mv = mlflow.register_model(info.model_uri, registered_model,
+                               tags={"contract_version": CONTRACT_VERSION, "label_threshold_pct": f"{t:g}"})
+    return str(mv.version)
+
+
+def gate(name: str, version: str, dte: pd.DataFrame, yte: np.ndarray, new_ll: float, alias: str) -> tuple[bool, str]:
+    """Move `alias` to the new version only if it beats the current champion on this test split."""
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from model_runtime.loading import ModelNotAvailable, load_model
+
+    client = MlflowClient()
+    try:
+        current = client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        current = None
+    if current is None:
+        client.set_registered_model_alias(name, alias, version)
+        mlflow.log_metric("gate_new_test_log_loss", new_ll)
+        return True, f"no current champion: version {version} promoted to @{alias} (test log-loss {new_ll:.4f})"
+    try:
+        champ = load_model(f"models:/{name}/{current.version}").predictor
+        champ_ll = metrics.log_loss(yte, champ.predict_proba(dte))
+    except (ModelNotAvailable, ValueError) as exc:
+        client.set_registered_model_alias(name, alias, version)
+        return True, f"current champion version {current.version} cannot score this data ({exc}); version {version} promoted"
+    mlflow.log_metrics({"gate_champion_test_log_loss": champ_ll, "gate_new_test_log_loss": new_ll})
+    if new_ll < champ_ll:
+        client.set_registered_model_alias(name, alias, version)
+        return True, (f"version {version} beats champion version {current.version} on this test split "
+                      f"(log-loss {new_ll:.4f} < {champ_ll:.4f}): promoted to @{alias}")
+    return False, (f"version {version} does not beat champion version {current.version} on this test split "
+                   f"(log-loss {new_ll:.4f} >= {champ_ll:.4f}): @{alias} stays on version {current.version}")

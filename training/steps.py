@@ -1,0 +1,294 @@
+"""Training as a chain of pure steps, each returning a typed result:
+
+    prepare (split, features, folds) -> search -> calibrate -> fit -> evaluate
+
+No step touches MLflow, the registry or the console: progress and logging come in as
+callbacks, and `run_steps` trains a model in memory from a validated frame and its
+labels (tests do exactly that with no tracking store). `training.train` adds the edges:
+reading the file, the MLflow run, the artifacts and card, the registry gate.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import numpy as np
+import pandas as pd
+
+from data_contracts.fields import BY_NAME, CONTRACT_VERSION, RESPONSES
+from data_contracts.labels import eih_pct
+from features.pipeline import ContractFeatures
+from features.reference import build_reference, numeric_reference
+from model_runtime.links import ORDINAL_OUTPUT, MarginCalibration
+from model_runtime.metadata import ModelMeta
+from model_runtime.predictor import EIHPredictor, Explanation
+from training import baselines, metrics, tune
+from training.config import TrainConfig
+from training.split import Split, cv_folds, holdout_split
+
+
+@dataclass
+class Prepared:
+    """The split, the feature frame and what the booster learns."""
+
+    df: pd.DataFrame
+    y: np.ndarray
+    split: Split
+    X: pd.DataFrame
+    target: np.ndarray  # measured eih_pct (ordinal) or the class code (multiclass)
+    folds: list[tuple[np.ndarray, np.ndarray]]
+    link: str
+    n_out: int
+
+    @property
+    def tr(self) -> np.ndarray:
+        return self.split.train_idx
+
+    @property
+    def te(self) -> np.ndarray:
+        return self.split.test_idx
+
+
+def prepare(df: pd.DataFrame, y: np.ndarray, cfg: TrainConfig, seed: int) -> Prepared:
+    """Hold out the test split, build the features, and the CV folds of the training split."""
+    split = holdout_split(df, y, cfg.test_fraction, seed)
+    X = ContractFeatures(derived=cfg.derived_features).fit(df).transform(df)
+    target = eih_pct(df).to_numpy(dtype="float64") if cfg.ordinal else y.astype("float64")
+    folds = cv_folds(df.iloc[split.train_idx], y[split.train_idx], cfg.cv_folds, seed)
+    return Prepared(df, y, split, X, target, folds, tune.link(cfg), tune.n_outputs(cfg))
+
+
+@dataclass
+class SearchResult:
+    """Every trial, the chosen one and the best by CV log-loss."""
+
+    trials: list[tune.Trial]
+    chosen: tune.Trial
+    best: tune.Trial
+
+
+def search(prep: Prepared, cfg: TrainConfig, seed: int,
+           on_trial: Callable[[tune.Trial], None] | None = None) -> SearchResult:
+    """The bounded hyper-parameter search on the training split."""
+    tr = prep.tr
+    trials = tune.search(prep.X.iloc[tr], prep.target[tr], prep.folds, cfg, seed, on_trial=on_trial)
+    return SearchResult(trials, tune.choose(trials, cfg.cost_tolerance), min(trials, key=lambda t: t.cv_log_loss))
+
+
+@dataclass
+class Calibrated:
+    """One configuration's out-of-fold margins and the calibration fitted on them."""
+
+    params: dict
+    n_rounds: int
+    oof: np.ndarray
+    fitted: tune.Calibration  # as fitted
+    cal: tune.Calibration  # as applied (identity when the gain is too small)
+    applied: bool
+    ece_before: float
+    ece_after: float
+
+    def runtime(self) -> MarginCalibration:
+        return self.cal.to_runtime(self.applied)
+
+    def metrics(self) -> dict[str, float]:
+        out = {"oof_log_loss_uncalibrated": self.fitted.log_loss_before, "oof_log_loss_calibrated": self.cal.log_loss_after,
+               "oof_ece_uncalibrated": self.ece_before, "oof_ece_calibrated": self.ece_after,
+               "calibration_temperature": self.cal.temperature}
+        if self.cal.sigma is not None:
+            out["residual_sigma_pct"] = self.cal.sigma
+        return out
+
+
+def calibrate(prep: Prepared, trial: tune.Trial, cfg: TrainConfig, seed: int) -> Calibrated:
+    """Out-of-fold margins of `trial` and the calibration of the margins (applied only when
+    it gains at least `cfg.calibration_min_gain` in log-loss)."""
+    tr, ytr, t = prep.tr, prep.y[prep.tr], cfg.label_threshold_pct
+    params = {**tune.base_params(cfg, seed), **trial.params}
+    oof = tune.oof_margins(prep.X.iloc[tr], prep.target[tr], prep.folds, params, trial.n_rounds, prep.n_out)
+    fitted = tune.fit_calibration(oof, ytr, prep.link, t, target=prep.target[tr])
+    apply = (fitted.log_loss_before - fitted.log_loss_after) >= cfg.calibration_min_gain
+    cal = fitted if apply else fitted.identity()
+    return Calibrated(params, trial.n_rounds, oof, fitted, cal, bool(apply),
+                      metrics.ece(ytr, fitted.identity().proba(oof, prep.link, t)),
+                      metrics.ece(ytr, cal.proba(oof, prep.link, t)))
+
+
+def fit(prep: Prepared, chosen: tune.Trial, calib: Calibrated, cfg: TrainConfig, seed: int) -> EIHPredictor:
+    """The final booster on the whole training split, wrapped with its metadata."""
+    tr = prep.tr
+    Xtr, ytr = prep.X.iloc[tr], prep.y[tr]
+    booster = tune.fit_final(Xtr, prep.target[tr], calib.params, calib.n_rounds)
+    meta = ModelMeta(
+        contract_version=CONTRACT_VERSION,
+        label_threshold_pct=cfg.label_threshold_pct,
+        features=tuple(prep.X.columns),
+        link=prep.link,
+        outputs=(ORDINAL_OUTPUT,) if prep.n_out == 1 else RESPONSES,
+        calibration=calib.runtime(),
+        risk_cutoffs={"moderate": cfg.risk_moderate, "high": cfg.risk_high},
+        reference=build_reference(Xtr),
+        class_prior=tuple(float(v) for v in np.bincount(ytr, minlength=3) / len(ytr)),
+        model_shape={"max_depth": chosen.params["max_depth"], "n_rounds": chosen.n_rounds,
+                     "n_outputs": prep.n_out, "explain_cost_proxy": chosen.cost},
+        trained_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        seed=seed,
+    )
+    predictor = EIHPredictor(booster, meta)
+    # reference of the explanations, for the drift of explanations in batch scoring
+    ref_ex = predictor.explain(prep.df.iloc[tr[: min(len(tr), 5000)]])
+    meta.attribution_reference = {
+        f"{o}__{f}": numeric_reference(ref_ex.contributions[:, k, j], n_bins=10)
+        for k, o in enumerate(predictor.outputs) for j, f in enumerate(predictor.fields)
+    }
+    return predictor
+
+
+@dataclass
+class Evaluation:
+    """The test split's probabilities, explanations, metrics and comparisons."""
+
+    P: np.ndarray
+    explanation: Explanation
+    metrics: dict[str, float]
+    intervals: dict[str, tuple[float, float]]
+    baselines: dict[str, np.ndarray]
+    subgroups: pd.DataFrame
+    oracle_P: np.ndarray | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def evaluate(prep: Prepared, predictor: EIHPredictor, cfg: TrainConfig, seed: int,
+             oracle_P: np.ndarray | None = None) -> Evaluation:
+    """Metrics with bootstrap intervals on the test split, the baselines beside them, and the
+    truth's figures when the oracle's probabilities of the rows are given."""
+    te, tr = prep.te, prep.tr
+    dte, yte = prep.df.iloc[te], prep.y[te]
+    P, ex = predictor.predict_and_explain(dte)
+    logged = {f"test_{k}": v for k, v in metrics.point_metrics(yte, P).items()}
+    ci = metrics.bootstrap_intervals(yte, P, n_boot=cfg.bootstrap, seed=seed)
+    for k, (lo, hi) in ci.items():
+        logged[f"test_{k}_ci_low"], logged[f"test_{k}_ci_high"] = lo, hi
+    base = baselines.fit_baselines(prep.df.iloc[tr], prep.y[tr], dte, seed, cfg.derived_features)
+    for name, Q in base.items():
+        logged[f"{name}_test_log_loss" if name == "null" else f"baseline_{name}_test_log_loss"] = metrics.log_loss(yte, Q)
+        if name != "null":
+            logged[f"baseline_{name}_test_auroc_macro"] = metrics.auroc_macro(yte, Q)
+    oP = oracle_P[te] if oracle_P is not None else None
+    if oP is not None:
+        logged.update(oracle_metrics(yte, oP, logged))
+    subgroups = subgroup_table(yte, P, dte)
+    for r in subgroups.dropna().itertuples(index=False):
+        logged[f"test_log_loss__{r.group}_{r.level}"] = r.log_loss
+        logged[f"test_auroc_macro__{r.group}_{r.level}"] = r.auroc_macro
+    return Evaluation(P, ex, logged, ci, base, subgroups, oP)
+
+
+def oracle_metrics(y: np.ndarray, oP: np.ndarray, logged: dict[str, float]) -> dict[str, float]:
+    """The truth's figures on the test split and the model's share of its gain."""
+    out = {"oracle_test_log_loss": metrics.log_loss(y, oP), "oracle_test_auroc_macro": metrics.auroc_macro(y, oP),
+           "oracle_test_brier": metrics.brier(y, oP), "oracle_test_ece": metrics.ece(y, oP)}
+    null, oracle = logged["null_test_log_loss"], out["oracle_test_log_loss"]
+    out["oracle_capture"] = metrics.oracle_capture(null, logged["test_log_loss"], oracle)
+    out["auroc_ratio_to_oracle"] = logged["test_auroc_macro"] / out["oracle_test_auroc_macro"]
+    out["baseline_logreg_oracle_capture"] = metrics.oracle_capture(null, logged["baseline_logreg_test_log_loss"], oracle)
+    return out
+
+
+def best_candidate_metrics(prep: Prepared, best: tune.Trial, cfg: TrainConfig, seed: int,
+                           logged: dict[str, float]) -> dict[str, float]:
+    """What the chosen model gives up against the best CV candidate, fitted the same way."""
+    calib = calibrate(prep, best, cfg, seed)
+    raw = tune.fit_final(prep.X.iloc[prep.tr], prep.target[prep.tr], calib.params, best.n_rounds).predict(
+        tune.dmatrix(prep.X.iloc[prep.te]), output_margin=True)
+    bP = calib.cal.proba(raw.reshape(len(prep.te), prep.n_out), prep.link, cfg.label_threshold_pct)
+    out = {"best_cv_candidate_test_log_loss": metrics.log_loss(prep.y[prep.te], bP)}
+    if "oracle_test_log_loss" in logged:
+        out["best_cv_candidate_oracle_capture"] = metrics.oracle_capture(
+            logged["null_test_log_loss"], out["best_cv_candidate_test_log_loss"], logged["oracle_test_log_loss"])
+    return out
+
+
+def subgroup_table(y: np.ndarray, P: np.ndarray, df: pd.DataFrame) -> pd.DataFrame:
+    """Test metrics per sex and pain condition (groups under 30 people: counts only)."""
+    rows = []
+    for col in ("sex", "pain_condition"):
+        for level in BY_NAME[col].categories:
+            m = (df[col] == level).to_numpy()
+            n = int(m.sum())
+            if n < 30:
+                rows.append({"group": col, "level": level, "n": n})
+                continue
+            pm = metrics.point_metrics(y[m], P[m])
+            rows.append(
+                {"group": col, "level": level, "n": n, "log_loss": pm["log_loss"], "auroc_macro": pm["auroc_macro"],
+                 "brier": pm["brier"], "ece": pm["ece"], "balanced_accuracy": pm["balanced_accuracy"],
+                 "observed_hyperalgesia": float(np.mean(y[m] == 2)), "predicted_hyperalgesia": float(P[m, 2].mean())}
+            )
+    return pd.DataFrame(rows)
+
+
+def explain_rows_per_s(predictor: EIHPredictor, df: pd.DataFrame, repeats: int = 3) -> float:
+    """Exact explanations per second of the model on up to 2,000 rows (median of repeats)."""
+    sample = df.iloc[: min(len(df), 2000)]
+    predictor.explain(sample.iloc[:10])
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        predictor.explain(sample)
+        times.append(time.perf_counter() - t0)
+    return float(len(sample) / np.median(times))
+
+
+def finalize(prep: Prepared, predictor: EIHPredictor, ev: Evaluation) -> None:
+    """Store the measured explanation speed and the test metrics in the model's metadata."""
+    rps = explain_rows_per_s(predictor, prep.df.iloc[prep.te])
+    ev.metrics["explain_rows_per_s"] = rps
+    predictor.meta.model_shape["explain_rows_per_s_measured"] = rps
+    predictor.meta.training_metrics = {k: v for k, v in ev.metrics.items()
+                                       if not k.startswith("test_log_loss__") and "auroc_macro__" not in k}
+
+
+@dataclass
+class Trained:
+    """Everything the chain of steps produced."""
+
+    prep: Prepared
+    search: SearchResult
+    calibration: Calibrated
+    predictor: EIHPredictor
+    evaluation: Evaluation
+
+
+StepHook = Callable[[str, object], None]
+"""Told `(step, None)` when a step starts and `(step, result)` when it ends."""
+
+
+def run_steps(prep: Prepared, cfg: TrainConfig, seed: int, oracle_P: np.ndarray | None = None,
+              on_trial: Callable[[tune.Trial], None] | None = None, on_step: StepHook | None = None) -> Trained:
+    """search -> calibrate -> fit -> evaluate -> finalize on a prepared cohort, in memory
+    (no tracking store, no files)."""
+    hook = on_step or (lambda _step, _result: None)
+
+    def step(name: str, fn: Callable[[], object]):
+        hook(name, None)
+        result = fn()
+        hook(name, result)
+        return result
+
+    found = step("search", lambda: search(prep, cfg, seed, on_trial))
+    calib = step("calibrate", lambda: calibrate(prep, found.chosen, cfg, seed))
+    predictor = step("fit", lambda: fit(prep, found.chosen, calib, cfg, seed))
+
+    def _evaluate() -> Evaluation:
+        ev = evaluate(prep, predictor, cfg, seed, oracle_P)
+        if found.best.number != found.chosen.number:
+            ev.metrics.update(best_candidate_metrics(prep, found.best, cfg, seed, ev.metrics))
+        finalize(prep, predictor, ev)
+        return ev
+
+    ev = step("evaluate", _evaluate)
+    return Trained(prep, found, calib, predictor, ev)
