@@ -6,14 +6,16 @@ threshold) to 1 (at or above the dose that reliably relieves), by modality:
 
 | modality | dose fraction | evidence |
 |---|---|---|
-| aerobic | ramp(intensity, 50, 75) x ramp(duration, 10, 25) | no EIH below ~50 % of capacity or under ~10 min, clear at ~75 % for 20-45 min (Hoffman et al. 2004; Naugle et al. 2014) |
+| aerobic | ramp(%VO2max, 50, 75) x ramp(duration, 10, 25), %VO2max = (%HRmax - 37) / 0.64 | no EIH at or below ~50 % VO2max (~69 % HRmax) or under ~10 min, clear at ~75 % VO2max (~85 % HRmax) for 20-45 min (Hoffman et al. 2004; Naugle et al. 2014); the contract records % HRmax, converted with Swain et al. 1994 |
 | isometric | ramp(duration, 0, 2) | EIH at low and high intensity once the hold lasts ~2 min (Naugle et al. 2012) |
 | dynamic resistance | ramp(intensity, 30, 60) x ramp(duration, 3, 10) | Naugle et al. 2012 (% 1RM) |
 | HIIT | ramp(duration, 5, 15) | no acute EIH data: a prior |
 | mind-body | ramp(duration, 10, 30) | no acute EIH data: a prior |
 
 `ramp(v, a, b)` rises linearly from 0 at a to 1 at b. Missing when the modality, or a
-value the modality's formula needs, is missing.
+value the modality's formula needs, is missing. The unit conversion is the simulator's
+(simulation/params.py); this module keeps its own copy because features may not depend on
+the simulator, and tests/test_sim2_units.py asserts that the two agree.
 
 Why it exists: the response depends on the protocol's dose multiplied by how responsive
 the person is; trees need many splits (modality x intensity x duration x person) to form
@@ -42,7 +44,20 @@ from data_contracts.fields import BY_NAME
 
 
 def ramp(v: np.ndarray, a: float, b: float) -> np.ndarray:
+    """0 below a, 1 above b, linear between."""
     return np.clip((v - a) / (b - a), 0.0, 1.0)
+
+
+# Swain et al. 1994 (MSSE 26:112): %HRmax = 0.64 x %VO2max + 37
+SWAIN_SLOPE = 0.64
+SWAIN_INTERCEPT = 37.0
+AEROBIC_VO2_ONSET = 50.0  # % VO2max without EIH at 30 min (Hoffman et al. 2004)
+AEROBIC_VO2_FULL = 75.0  # % VO2max with a clear EIH at 30 min (Hoffman et al. 2004)
+
+
+def vo2max_from_hrmax(pct_hrmax: np.ndarray) -> np.ndarray:
+    """% of VO2max at a given % of maximal heart rate (inverse of Swain et al. 1994)."""
+    return (pct_hrmax - SWAIN_INTERCEPT) / SWAIN_SLOPE
 
 
 @dataclass(frozen=True)
@@ -86,7 +101,7 @@ def _dose(cols: Mapping[str, np.ndarray]) -> np.ndarray:
                 continue
             i, d = inten[m], dur[m]
             if name == "aerobic":
-                v = ramp(i, 50.0, 75.0) * ramp(d, 10.0, 25.0)
+                v = ramp(vo2max_from_hrmax(i), AEROBIC_VO2_ONSET, AEROBIC_VO2_FULL) * ramp(d, 10.0, 25.0)
             elif name == "isometric":
                 v = ramp(d, 0.0, 2.0)
             elif name == "dynamic_resistance":

@@ -15,9 +15,14 @@ import pandas as pd
 from data_contracts.fields import BY_NAME, FIELDS, RESPONSES
 from simulation import model as M
 from simulation import params as P
-from simulation.oracle import Observed, predictive
+from simulation.frames import _columns_of, _frame, cohort_frame, retest_columns, subject_ids  # noqa: F401
+from simulation.oracle import Observed, physiology
+from simulation.sites import REFERENCE, SiteEffect, profile
+from simulation.world import World, check_world, world as world_of
 
-ORACLE_COLUMNS = ["subject_id"] + [f"p_{r}" for r in RESPONSES]
+ORACLE_COLUMNS = ["subject_id"] + [f"p_{r}" for r in RESPONSES] + [f"p_site_{r}" for r in RESPONSES]
+"""p_*: the truth for a person at a new site (site effects integrated); p_site_*: the truth
+at the row's own site (its effects known)."""
 CHUNK = 8192
 """Rows per random stream and per oracle block (part of the definition of a seed)."""
 
@@ -30,12 +35,26 @@ class Site:
     age_shift: float
     psych_shift: float
     observe: dict
+    effect: SiteEffect = REFERENCE
+    profile: int = -1  # index of the site profile; -1 = the reference site
+
+
+def _site_effects(n_sites: int, seed: int) -> list[tuple[int, SiteEffect]]:
+    """Profiles in shuffled cycles (every run of SITE_PROFILES sites holds each once) and a
+    normal response shift per site."""
+    rng = np.random.default_rng([seed, 1713])
+    cycles = -(-n_sites // P.SITE_PROFILES)
+    order = np.concatenate([rng.permutation(P.SITE_PROFILES) for _ in range(cycles)])[:n_sites]
+    shifts = P.SITE_RESPONSE_SD * rng.standard_normal(n_sites)
+    return [(int(q), profile(int(q), float(d))) for q, d in zip(order, shifts)]
 
 
 def sites_for(n_sites: int, seed: int) -> list[Site]:
-    """The K sites of a cohort: one pooled site, or archetypes cycled (jittered after the 4th)."""
+    """The K sites of a cohort: one pooled reference site, or archetypes cycled (jittered
+    after the 4th), each with its own site effects."""
     if n_sites == 1:
         return [Site("site_01", "pooled", M._by(P.POOLED_MIX, M.COND, "POOLED_MIX"), 0.0, 0.0, {})]
+    effects = _site_effects(n_sites, seed)
     rng = np.random.default_rng([seed, 20250])
     out = []
     for k in range(n_sites):
@@ -46,8 +65,18 @@ def sites_for(n_sites: int, seed: int) -> list[Site]:
             mix = rng.dirichlet(mix * P.SITE_JITTER_CONCENTRATION)
             age += rng.normal(0.0, 2.0)
             psych += rng.normal(0.0, 0.1)
-        out.append(Site(f"site_{k + 1:02d}", arch["name"], mix, float(age), float(psych), dict(arch["observe"])))
+        q, effect = effects[k]
+        out.append(Site(f"site_{k + 1:02d}", arch["name"], mix, float(age), float(psych), dict(arch["observe"]),
+                        effect, q))
     return out
+
+
+def site_effect_rows(site: np.ndarray, sites: list[Site]) -> SiteEffect:
+    """Per-row site effects of rows whose site codes are `site`."""
+    def col(name):
+        return np.array([float(getattr(s.effect, name)) for s in sites])[site]
+
+    return SiteEffect(col("log_scale"), col("noise"), col("delay_min"), col("shift"))
 
 
 def _col(table: dict, j: int, cats: tuple[str, ...]) -> np.ndarray:
@@ -98,12 +127,24 @@ class Draw:
     seen: np.ndarray  # (n, K) recorded optional numeric fields
     mech_seen: np.ndarray
     terms: M.Outcome | None = None  # the outcome equation's terms (blocks only)
+    retest: "Retest | None" = None  # the second day (when asked for)
 
 
-def _draw_block(rng: np.random.Generator, site: np.ndarray, sites: list[Site]) -> Draw:
+@dataclass
+class Retest:
+    """The same protocol on another day: new readings, new achieved effort, new outcome."""
+
+    ppt: np.ndarray  # recorded baseline of day 2
+    lactate: np.ndarray  # lactate value of day 2 (before missingness)
+    eih: np.ndarray
+
+
+def _draw_block(rng: np.random.Generator, site: np.ndarray, sites: list[Site], world: World | None = None,
+                retest: bool = False) -> Draw:
     n = len(site)
     U = rng.random((n, 7))
     N = rng.standard_normal((n, 10))
+    eff = site_effect_rows(site, sites)
 
     mix_cum = np.cumsum(np.stack([s.mix for s in sites]), axis=1)
     cond = _pick_by(U[:, 0], site, mix_cum)
@@ -126,7 +167,9 @@ def _draw_block(rng: np.random.Generator, site: np.ndarray, sites: list[Site]) -
     tsk = scale("tsk", 1, 1.0, 17.0, 68.0)
     pseq = scale("pseq", 2, -1.0, 0.0, 60.0)
     cpm = np.round(np.clip(_CPM_M[cond] + _CPM_S[cond] * N[:, 6], -95.0, 290.0), 1)
-    ppt = np.round(np.clip(np.exp(M.ppt_log_median(cond, sex) + M.PPT_LOG_SD[cond] * N[:, 7]), 55.0, 1950.0))
+    # the site's algometer and examiner read every PPT x exp(log_scale)
+    reading = np.exp(M.ppt_log_median(cond, sex) + M.PPT_LOG_SD[cond] * N[:, 7] + eff.log_scale)
+    ppt = np.round(np.clip(reading, 55.0, 1950.0))
 
     mod = np.minimum(np.searchsorted(_MOD_CUM, U[:, 2], side="right"), len(M.MOD) - 1).astype(np.int8)
     inten = _uniform_int(U[:, 3], _I_LO[mod], _I_HI[mod])
@@ -143,18 +186,44 @@ def _draw_block(rng: np.random.Generator, site: np.ndarray, sites: list[Site]) -
     c = M.indicator_intercepts(x)
     c[:, M.I_PD] += M.PD_MECH[mech]
     Z = c + M.mm(F, M.LOAD.T) + M.PSI * rng.standard_normal((n, M.K))
-    out = M.outcome_terms(x)
+    out = M.outcome_terms(x, world)
     values = M.to_values(Z, matrix, out.lac_shift)
-    eih = (
-        out.b0
-        + out.w[:, 0] * F[:, 0] + out.w[:, 1] * F[:, 1]
-        + out.beta_exp * Z[:, M.I_EXP]
-        + out.beta_lac * Z[:, M.I_LAC]
-        + out.sigma * rng.standard_normal(n)
-    )
+    E = rng.standard_normal((n, 4))
+    stable = (out.b0 + out.w[:, 0] * F[:, 0] + out.w[:, 1] * F[:, 1] + out.beta_exp * Z[:, M.I_EXP]
+              + P.EIH_PERSON_SD * E[:, 0])
+    phys = stable + out.beta_lac * Z[:, M.I_LAC] + P.EIH_DAY_SD * E[:, 1]
+    k, sem = _site_sem(cond, eff)
+    dev = np.log(ppt) - M.ppt_log_median(cond, sex) - eff.log_scale  # reference units
+    e_pre = k * dev + np.sqrt(1.0 - k) * sem * E[:, 2]  # error of the recorded baseline
+    eih = eff.fade * (phys + eff.shift * out.G) + 100.0 * (sem * E[:, 3] - e_pre)
     seen, mech_seen = _missingness(rng, site, sites, cond)
-    return Draw(site=site, x=x, duration_months=dur_m, mech=mech, F=F, Z=Z, matrix=matrix,
-                values=values, eih=eih, seen=seen, mech_seen=mech_seen, terms=out)
+    d = Draw(site=site, x=x, duration_months=dur_m, mech=mech, F=F, Z=Z, matrix=matrix,
+             values=values, eih=eih, seen=seen, mech_seen=mech_seen, terms=out)
+    if retest:
+        d.retest = _second_day(rng, d, eff, stable, c[:, M.I_LAC], ppt * np.exp(-e_pre), sem)
+    return d
+
+
+def _site_sem(cond: np.ndarray, eff: SiteEffect) -> tuple[np.ndarray, np.ndarray]:
+    """(k, SEM) of one PPT reading at each row's site (log scale)."""
+    sem = M.PPT_SEM[cond] * eff.noise
+    return sem**2 / M.PPT_LOG_SD[cond] ** 2, sem
+
+
+def _second_day(rng, d: Draw, eff: SiteEffect, stable, c_lac, true_ppt, sem) -> Retest:
+    """The same person, protocol and site on another day: the stable part of the response
+    repeats; the day's variation, achieved effort (lactate) and both readings are new.
+    Drawn after everything of day 1, so asking for a retest never changes the cohort."""
+    n = len(stable)
+    E = rng.standard_normal((n, 4))
+    z_lac = c_lac + M.PSI[M.I_LAC] * E[:, 0]
+    lactate = M.to_values(np.where(np.arange(M.K) == M.I_LAC, z_lac[:, None], 0.0), d.matrix,
+                          d.terms.lac_shift)[:, M.I_LAC]
+    phys = stable + d.terms.beta_lac * z_lac + P.EIH_DAY_SD * E[:, 1]
+    e_pre, e_post = sem * E[:, 2], sem * E[:, 3]
+    ppt = np.round(np.clip(true_ppt * np.exp(e_pre), 55.0, 1950.0))
+    eih = eff.fade * (phys + eff.shift * d.terms.G) + 100.0 * (e_post - e_pre)
+    return Retest(ppt=ppt, lactate=lactate, eih=eih)
 
 
 def _missingness(rng, site, sites, cond) -> tuple[np.ndarray, np.ndarray]:
@@ -209,11 +278,12 @@ def _blocks(n: int, seed: int, n_sites: int):
     return blocks, sites
 
 
-def draw(n: int, seed: int, n_sites: int = 1) -> tuple[Draw, list[Site]]:
+def draw(n: int, seed: int, n_sites: int = 1, *, world: int = 0, retest: bool = False) -> tuple[Draw, list[Site]]:
     """Everything the simulator draws for the whole cohort (tests and diagnostics)."""
     _check(n, n_sites)
+    w = world_of(check_world(world))
     blocks, sites = _blocks(int(n), int(seed), int(n_sites))
-    parts = [_draw_block(rng, s, sites) for _, rng, s in blocks]
+    parts = [_draw_block(rng, s, sites, w, retest) for _, rng, s in blocks]
     return _concat(parts), sites
 
 
@@ -222,8 +292,12 @@ def _concat(parts: list[Draw]) -> Draw:
         return np.concatenate([get(p) for p in parts])
 
     x = M.Required(**{f.name: cat(lambda p, k=f.name: getattr(p.x, k)) for f in fields(M.Required)})
-    kw = {f.name: cat(lambda p, k=f.name: getattr(p, k)) for f in fields(Draw) if f.name not in ("x", "terms")}
-    return Draw(x=x, **kw)
+    skip = ("x", "terms", "retest")
+    kw = {f.name: cat(lambda p, k=f.name: getattr(p, k)) for f in fields(Draw) if f.name not in skip}
+    retest = None
+    if parts[0].retest is not None:
+        retest = Retest(**{f.name: cat(lambda p, k=f.name: getattr(p.retest, k)) for f in fields(Retest)})
+    return Draw(x=x, retest=retest, **kw)
 
 
 def observed_of(d: Draw) -> Observed:
@@ -234,71 +308,6 @@ def observed_of(d: Draw) -> Observed:
         matrix=np.where(d.seen[:, M.I_BDNF], d.matrix, -1).astype(np.int8),
         values=np.where(d.seen, d.values, np.nan),
     )
-
-
-def _str_column(values) -> pd.Series:
-    import pyarrow as pa
-
-    dt = pd.StringDtype("pyarrow", na_value=np.nan)
-    return pa.chunked_array([values]).to_pandas(types_mapper=lambda t: dt if t == pa.string() else None)
-
-
-def subject_ids(n: int) -> pd.Series:
-    """P0000001, P0000002, ... (zero-padded to at least 7 digits)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    width = max(7, len(str(n)))
-    digits = pc.utf8_lpad(pc.cast(pa.array(np.arange(1, n + 1, dtype=np.int64)), pa.string()), width, "0")
-    return _str_column(pc.binary_join_element_wise(pa.scalar("P"), digits, ""))
-
-
-def _frame(cols: dict[str, np.ndarray], n: int, sites: list[Site]) -> pd.DataFrame:
-    import pyarrow as pa
-
-    def cat(name: str, codes: np.ndarray) -> pd.Categorical:
-        return pd.Categorical.from_codes(codes.astype(np.int8), categories=list(BY_NAME[name].categories))
-
-    data = {}
-    for f in FIELDS:
-        if f.name == "subject_id":
-            data[f.name] = subject_ids(n)
-        elif f.name == "site":
-            names = pa.array([s.name for s in sites], pa.string())
-            data[f.name] = _str_column(names.take(pa.array(cols["site"])))
-        elif f.kind == "category":
-            data[f.name] = cat(f.name, cols[f.name])
-        elif f.name in cols:
-            data[f.name] = cols[f.name]
-        else:  # pragma: no cover - contract drift guard
-            raise RuntimeError(f"simulator does not produce {f.name}")
-    return pd.DataFrame(data, copy=False)  # no consolidation copy of 1e6-row columns
-
-
-_X_FIELDS = {
-    "age_years": "age", "pain_intensity_nrs": "nrs", "ppt_baseline_kpa": "ppt", "cpm_pct": "cpm",
-    "pcs_total": "pcs", "tsk17_total": "tsk", "pseq_total": "pseq", "exercise_intensity_pct": "inten",
-    "exercise_duration_min": "dur", "sex": "sex", "pain_condition": "cond", "exercise_modality": "mod",
-}
-
-
-def _columns_of(d: Draw) -> dict[str, np.ndarray]:
-    cols = {name: getattr(d.x, attr) for name, attr in _X_FIELDS.items()}
-    cols["site"] = d.site
-    cols["pain_duration_months"] = d.duration_months
-    cols["pain_mechanism"] = np.where(d.mech_seen, d.mech, -1)
-    cols["bdnf_matrix"] = np.where(d.seen[:, M.I_BDNF], d.matrix, -1)
-    vals = np.where(d.seen, d.values, np.nan)
-    for name, k in M.IDX.items():
-        cols[name] = vals[:, k]
-    f = BY_NAME["ppt_post_kpa"]
-    cols["ppt_post_kpa"] = np.clip(d.x.ppt * (1.0 + d.eih / 100.0), f.min, f.max)
-    return cols
-
-
-def cohort_frame(d: Draw, sites: list[Site]) -> pd.DataFrame:
-    """The contract frame of a draw: subject_id, site, every predictor, ppt_post_kpa."""
-    return _frame(_columns_of(d), len(d.eih), sites)
 
 
 def _workers(n_blocks: int) -> int:
@@ -315,37 +324,51 @@ def _workers(n_blocks: int) -> int:
     return max(1, min(cpus, 4, n_blocks))
 
 
-def simulate(n: int, seed: int, n_sites: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
+def simulate(n: int, seed: int, n_sites: int = 1, *, world: int = 0, retest: bool = False):
     """A contract-valid cohort of n people (one randomized bout each) and its exact oracle.
 
-    Returns (cohort, oracle): cohort columns are the contract's fields (subject_id, site,
-    every predictor, ppt_post_kpa); oracle columns subject_id, p_hypoalgesia,
-    p_no_change, p_hyperalgesia at the default 10 % threshold, same row order. The same
-    (n, seed, n_sites) gives the same frames.
+    Returns (cohort, oracle), or (cohort, oracle, retest) with `retest=True`. Cohort and
+    retest columns are the contract's fields (subject_id, site, every predictor,
+    ppt_post_kpa); the retest is the same people, protocol and site on another day (new
+    baseline PPT, lactate and outcome). Oracle columns: subject_id, p_hypoalgesia,
+    p_no_change, p_hyperalgesia (the truth for a person at a new site, site effects
+    integrated) and p_site_* (the truth at the row's own site), at the default 10 %
+    threshold, same row order. `world` selects the values of the parameters the literature
+    leaves open (0 = central). The same arguments give the same frames.
     """
     _check(n, n_sites)
     n, seed, n_sites = int(n), int(seed), int(n_sites)
+    w = world_of(check_world(world))
     blocks, sites = _blocks(n, seed, n_sites)
     cols: dict[str, np.ndarray] = {}
-    probs = np.empty((n, 3))
+    day2: dict[str, np.ndarray] = {}
+    probs = np.empty((n, 6))
 
     def run(block) -> None:
         start, rng, site = block
-        d = _draw_block(rng, site, sites)
+        d = _draw_block(rng, site, sites, w, retest)
         stop = start + len(site)
         block = _columns_of(d)
         for name, v in block.items():
             cols[name][start:stop] = v
+        if retest:
+            for name, v in retest_columns(block, d).items():
+                day2[name][start:stop] = v
         obs = Observed(
             x=d.x, mech=block["pain_mechanism"].astype(np.int8), matrix=block["bdnf_matrix"].astype(np.int8),
             values=np.column_stack([block[name] for name in M.OPTIONAL_NUMERIC]),
         )
-        probs[start:stop] = predictive(obs, terms=d.terms).class_probabilities()
+        phys = physiology(obs, terms=d.terms, world=w)
+        probs[start:stop, :3] = phys.new_site().class_probabilities()
+        probs[start:stop, 3:] = phys.at(site_effect_rows(site, sites)).class_probabilities()
 
     # each block has its own random stream and rows, so threads cannot change the result
     for f in FIELDS:
         if f.name != "subject_id":
-            cols[f.name] = np.empty(n, dtype=np.int16 if f.name == "site" else np.int8 if f.kind == "category" else np.float64)
+            dtype = np.int16 if f.name == "site" else np.int8 if f.kind == "category" else np.float64
+            cols[f.name] = np.empty(n, dtype=dtype)
+            if retest:
+                day2[f.name] = np.empty(n, dtype=dtype)
     workers = _workers(len(blocks))
     if workers > 1:
         from concurrent.futures import ThreadPoolExecutor
@@ -357,6 +380,8 @@ def simulate(n: int, seed: int, n_sites: int = 1) -> tuple[pd.DataFrame, pd.Data
             run(block)
     cohort = _frame(cols, n, sites)
     oracle = pd.DataFrame({"subject_id": cohort["subject_id"].copy()})
-    for j, r in enumerate(RESPONSES):
-        oracle[f"p_{r}"] = probs[:, j]
+    for j, name in enumerate(ORACLE_COLUMNS[1:]):
+        oracle[name] = probs[:, j]
+    if retest:
+        return cohort, oracle, _frame(day2, n, sites)
     return cohort, oracle

@@ -69,7 +69,6 @@ PPT_LOG_SD = _by(P.PPT_LOG_SD, COND, "PPT_LOG_SD")
 PPT_SEM = _by(P.PPT_SEM, COND, "PPT_SEM")
 GAIN = _by(P.GAIN, MOD, "GAIN")
 LOADSENS = _by(P.LOAD, MOD, "LOAD")
-PRIOR_EXTRA_SD = _by(P.PRIOR_EXTRA_SD, MOD, "PRIOR_EXTRA_SD")
 LAC_RISE = _by(P.LACTATE_RISE, MOD, "LACTATE_RISE")
 
 _sd1, _sd2 = P.F_SD
@@ -77,10 +76,7 @@ SIGMA_F = np.array([[_sd1**2, P.F_CORR * _sd1 * _sd2], [P.F_CORR * _sd1 * _sd2, 
 SIGMA_F_INV = np.linalg.inv(SIGMA_F)
 CHOL_F = np.linalg.cholesky(SIGMA_F)
 
-# Share of the baseline PPT's variance (log scale, within condition and sex) that is
-# measurement error: the regression-to-the-mean coefficient (see README)
-RTM_K = PPT_SEM**2 / PPT_LOG_SD**2  # by condition
-SIGMA_MEAS = 100.0 * PPT_SEM * np.sqrt(2.0 - RTM_K)  # eih_pct SD from the two PPT readings
+CHRONIC = (np.arange(len(COND)) != PAIN_FREE).astype("float64")  # by condition
 
 
 @dataclass
@@ -162,70 +158,88 @@ def _ramp(v: np.ndarray, a: float, b: float) -> np.ndarray:
     return np.clip((v - a) / (b - a), 0.0, 1.0)
 
 
-def protocol_terms(mod: np.ndarray, inten: np.ndarray, dur: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def protocol_terms(
+    mod: np.ndarray, inten: np.ndarray, dur: np.ndarray, world=None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Dose gain G, load sensitivity H and lactate log-rise of each protocol.
 
-    Aerobic: no EIH below 50 % of capacity or under 10 min, full at 75 % for >= 25 min
-    (Hoffman 2004, Naugle 2014); load sensitivity rises steeply above 60 %.
+    Aerobic intensity arrives in % HRmax and is converted to % VO2max (Swain 1994): no EIH
+    at or below 50 % VO2max (~69 % HRmax) or under 10 min, full at 75 % VO2max (~85 % HRmax)
+    for >= 25 min (Hoffman 2004, Naugle 2014); load sensitivity rises steeply above 60 %.
+    `world` (a `simulation.world.World`) supplies the gains and load sensitivities of the
+    modalities without data; None means the central world.
     Isometric: EIH at low and high intensity once the hold lasts >= 2 min (Naugle 2012).
     Dynamic resistance: grows from 30 to 60 % 1RM. HIIT and mind-body: priors (README).
     """
+    gain = GAIN if world is None else world.gain
+    load = LOADSENS if world is None else world.load
     G = np.zeros(len(mod))
     H = np.zeros(len(mod))
     lac = np.zeros(len(mod))
     i = MOD.index
     a = mod == i("aerobic")
-    G[a] = GAIN[i("aerobic")] * np.clip((inten[a] - 50.0) / 25.0, 0.0, 1.25) * _ramp(dur[a], 10.0, 25.0)
-    H[a] = LOADSENS[i("aerobic")] * _ramp(inten[a], 60.0, 90.0) ** 2 * (0.5 + 0.5 * _ramp(dur[a], 10.0, 40.0))
-    lac[a] = LAC_RISE[i("aerobic")] * _ramp(inten[a], 35.0, 90.0) ** 1.5 * (0.6 + 0.4 * _ramp(dur[a], 5.0, 20.0))
+    vo2 = P.vo2max_from_hrmax(inten[a])  # Hoffman's thresholds are in % VO2max
+    on, full = P.AEROBIC_VO2_ONSET, P.AEROBIC_VO2_FULL
+    G[a] = gain[i("aerobic")] * np.clip((vo2 - on) / (full - on), 0.0, 1.25) * _ramp(dur[a], 10.0, 25.0)
+    lo, hi, power = P.AEROBIC_LOAD_VO2
+    H[a] = load[i("aerobic")] * _ramp(vo2, lo, hi) ** power * (0.5 + 0.5 * _ramp(dur[a], 10.0, 40.0))
+    lac[a] = LAC_RISE[i("aerobic")] * _ramp(vo2, 35.0, 90.0) ** 1.5 * (0.6 + 0.4 * _ramp(dur[a], 5.0, 20.0))
     s = mod == i("isometric")
-    G[s] = GAIN[i("isometric")] * (0.75 + 0.25 * _ramp(inten[s], 20.0, 50.0)) * _ramp(dur[s], 0.0, 2.0)
-    H[s] = LOADSENS[i("isometric")] * (0.6 + 0.4 * _ramp(inten[s], 20.0, 80.0)) * (0.7 + 0.3 * _ramp(dur[s], 1.0, 5.0))
+    G[s] = gain[i("isometric")] * (0.75 + 0.25 * _ramp(inten[s], 20.0, 50.0)) * _ramp(dur[s], 0.0, 2.0)
+    H[s] = load[i("isometric")] * (0.6 + 0.4 * _ramp(inten[s], 20.0, 80.0)) * (0.7 + 0.3 * _ramp(dur[s], 1.0, 5.0))
     lac[s] = LAC_RISE[i("isometric")] * _ramp(inten[s], 20.0, 80.0) * (0.5 + 0.5 * _ramp(dur[s], 1.0, 5.0))
     d = mod == i("dynamic_resistance")
-    G[d] = GAIN[i("dynamic_resistance")] * _ramp(inten[d], 30.0, 60.0) * _ramp(dur[d], 3.0, 10.0)
-    H[d] = LOADSENS[i("dynamic_resistance")] * (0.5 + 0.5 * _ramp(inten[d], 50.0, 85.0))
+    G[d] = gain[i("dynamic_resistance")] * _ramp(inten[d], 30.0, 60.0) * _ramp(dur[d], 3.0, 10.0)
+    H[d] = load[i("dynamic_resistance")] * (0.5 + 0.5 * _ramp(inten[d], 50.0, 85.0))
     lac[d] = LAC_RISE[i("dynamic_resistance")] * _ramp(inten[d], 30.0, 85.0) * (0.6 + 0.4 * _ramp(dur[d], 5.0, 20.0))
     h = mod == i("hiit")
-    G[h] = GAIN[i("hiit")] * _ramp(dur[h], 5.0, 15.0)
-    H[h] = LOADSENS[i("hiit")] * (0.5 + 0.5 * _ramp(inten[h], 80.0, 100.0))
+    G[h] = gain[i("hiit")] * _ramp(dur[h], 5.0, 15.0)
+    H[h] = load[i("hiit")] * (0.5 + 0.5 * _ramp(inten[h], 80.0, 100.0))
     lac[h] = LAC_RISE[i("hiit")] * (0.7 + 0.3 * _ramp(inten[h], 80.0, 100.0)) * (0.7 + 0.3 * _ramp(dur[h], 5.0, 20.0))
     b = mod == i("mind_body")
-    G[b] = GAIN[i("mind_body")] * _ramp(dur[b], 10.0, 30.0)
-    lac[b] = LAC_RISE[i("mind_body")] * _ramp(inten[b], 20.0, 50.0)
+    G[b] = gain[i("mind_body")] * _ramp(dur[b], 10.0, 30.0)
+    H[b] = load[i("mind_body")] * _ramp(dur[b], 10.0, 30.0)
+    lac[b] = LAC_RISE[i("mind_body")] * _ramp(inten[b], 40.0, 65.0)
     return G, H, lac
 
 
 @dataclass
 class Outcome:
+    """The physiological part of eih_pct given x, F and z (the site layer adds the rest):
+    phys = b0 + w . F + beta_exp z_exp + beta_lac z_lac + sigma * eps."""
+
     b0: np.ndarray  # (n,)
     w: np.ndarray  # (n, 2) coefficient of F
     beta_exp: np.ndarray  # (n,) coefficient of z_exp
     beta_lac: np.ndarray  # (n,) coefficient of z_lac
-    sigma: np.ndarray  # (n,) residual SD
+    sigma: np.ndarray  # (n,) SD of the person-by-bout variation nothing recorded explains
     lac_shift: np.ndarray  # (n,) lactate log-rise of the protocol (for its transform)
     G: np.ndarray
     H: np.ndarray
 
 
-def outcome_terms(x: Required) -> Outcome:
-    G, H, lac = protocol_terms(x.mod, x.inten, x.dur)
+def outcome_terms(x: Required, world=None) -> Outcome:
+    """The outcome equation's terms for each row (`world`: None = the central world)."""
+    G, H, lac = protocol_terms(x.mod, x.inten, x.dur, world)
     rc = P.R_COEF
+    zc = _z(x.cpm, "cpm")
+    chronic = CHRONIC[x.cond]
+    r_male = rc["male"] if world is None else world.r_male
     R0 = (
         1.0
         + R_COND[x.cond]
-        + rc["cpm"] * _z(x.cpm, "cpm")
+        + rc["cpm"] * zc
         + rc["age"] * _z(x.age, "age")
         + rc["pcs"] * _z(x.pcs, "pcs")
         + rc["tsk"] * _z(x.tsk, "tsk")
         + rc["pseq"] * _z(x.pseq, "pseq")
-        + rc["male"] * (x.sex == MALE)
+        + r_male * (x.sex == MALE)
     )
-    S0 = P.S_COEF["cpm"] * _z(x.cpm, "cpm") + P.S_COEF["pcs"] * _z(x.pcs, "pcs")
-    rtm = -100.0 * RTM_K[x.cond] * (np.log(x.ppt) - ppt_log_median(x.cond, x.sex))
-    b0 = G * R0 - H * S0 + rtm
+    impaired = np.maximum(0.0, -x.cpm) / P.STD["cpm"][1]
+    S0 = chronic * (P.S_CHRONIC + P.S_CPM_IMPAIRED * impaired) + P.S_COEF["cpm"] * zc + P.S_COEF["pcs"] * _z(x.pcs, "pcs")
+    b0 = G * R0 - H * S0
     w = np.outer(G, P.R_F) - np.outer(H, P.S_F)
-    sigma = np.sqrt(SIGMA_MEAS[x.cond] ** 2 + P.EIH_UNEXPLAINED_SD**2 + PRIOR_EXTRA_SD[x.mod] ** 2)
+    sigma = np.full(len(G), P.EIH_UNEXPLAINED_SD)
     return Outcome(b0=b0, w=w, beta_exp=G * P.R_EXP, beta_lac=G * P.R_LACTATE, sigma=sigma, lac_shift=lac, G=G, H=H)
 
 

@@ -19,6 +19,9 @@ from scipy.special import ndtr
 
 from data_contracts.fields import BY_NAME, DEFAULT_THRESHOLD_PCT
 from simulation import model as M
+from simulation import params as P
+from simulation.sites import REFERENCE, SiteEffect, measurement, profile, profile_weights
+from simulation.world import World, world as world_of
 
 _REQUIRED_NUMERIC = {
     "age": "age_years",
@@ -114,7 +117,12 @@ class Predictive:
         m = self.mean()
         return self.sd**2 + (self.weights * self.means**2).sum(axis=1) - m**2
 
+    def cdf(self, e: np.ndarray) -> np.ndarray:
+        """P(eih_pct <= e) per row."""
+        return (self.weights * ndtr((e[:, None] - self.means) / self.sd[:, None])).sum(axis=1)
+
     def class_probabilities(self, threshold_pct: float = DEFAULT_THRESHOLD_PCT) -> np.ndarray:
+        """(n, 3) probabilities of hypoalgesia, no change, hyperalgesia at +-threshold_pct."""
         if not threshold_pct > 0:
             raise ValueError("threshold_pct must be a positive percentage")
         n = len(self.sd)
@@ -142,15 +150,76 @@ class Predictive:
         return mean + self.sd * rng.standard_normal(len(self.sd))
 
 
-def predictive(obs: Observed, *, latent: np.ndarray | None = None, terms: M.Outcome | None = None) -> Predictive:
-    """Exact predictive distribution of eih_pct given what `obs` records.
+@dataclass
+class Physiology:
+    """phys | observed predictors ~ sum_m weights[:, m] N(means[:, m], var): the change the
+    bout causes before any site effect (fade, response shift, measurement)."""
+
+    weights: np.ndarray  # (n, n_mech)
+    means: np.ndarray  # (n, n_mech)
+    var: np.ndarray  # (n,)
+    G: np.ndarray  # (n,) the protocol's dose gain (scales a site's response shift)
+    cond: np.ndarray
+    sex: np.ndarray
+    ppt: np.ndarray  # recorded baseline
+    dev: np.ndarray  # log recorded baseline minus its condition-and-sex median
+
+    def at(self, site: SiteEffect, shift_var: float | np.ndarray = 0.0) -> Predictive:
+        """eih_pct at a site with known effects; `shift_var` > 0 integrates an unknown
+        response shift of that variance instead of site.shift."""
+        n = len(self.var)
+        f = np.broadcast_to(np.asarray(site.fade, dtype="float64"), (n,))
+        shift = np.broadcast_to(np.asarray(site.shift, dtype="float64"), (n,))
+        _, rtm, sd_meas = measurement(self.cond, self.dev, site)
+        means = f[:, None] * (self.means + (shift * self.G)[:, None]) + rtm[:, None]
+        var = f**2 * (self.var + shift_var * self.G**2) + sd_meas**2
+        return Predictive(weights=self.weights, means=means, sd=np.sqrt(var))
+
+    def new_site(self) -> "NewSite":
+        """eih_pct at a new site: a finite mixture over the site profiles (weighted by how
+        likely the recorded baseline is under each algometer scale), each with an unknown
+        response shift integrated exactly."""
+        W = profile_weights(self.ppt, self.cond, self.sex)
+        parts = [self.at(profile(q), P.SITE_RESPONSE_SD**2) for q in range(P.SITE_PROFILES)]
+        return NewSite(profile_weights=W, parts=parts)
+
+
+@dataclass
+class NewSite:
+    """eih_pct for a person at a new site: sum_q profile_weights[:, q] * parts[q]."""
+
+    profile_weights: np.ndarray  # (n, n_profiles)
+    parts: list[Predictive]
+
+    def mean(self) -> np.ndarray:
+        return sum(self.profile_weights[:, q] * p.mean() for q, p in enumerate(self.parts))
+
+    def var(self) -> np.ndarray:
+        m = self.mean()
+        second = sum(self.profile_weights[:, q] * (p.var() + p.mean() ** 2) for q, p in enumerate(self.parts))
+        return second - m**2
+
+    def cdf(self, e: np.ndarray) -> np.ndarray:
+        """P(eih_pct <= e) per row."""
+        return sum(self.profile_weights[:, q] * p.cdf(e) for q, p in enumerate(self.parts))
+
+    def class_probabilities(self, threshold_pct: float = DEFAULT_THRESHOLD_PCT) -> np.ndarray:
+        """(n, 3) probabilities of hypoalgesia, no change, hyperalgesia at a new site."""
+        out = sum(self.profile_weights[:, q, None] * p.class_probabilities(threshold_pct)
+                  for q, p in enumerate(self.parts))
+        return out / out.sum(axis=1, keepdims=True)
+
+
+def physiology(obs: Observed, *, latent: np.ndarray | None = None, terms: M.Outcome | None = None,
+               world: World | None = None) -> Physiology:
+    """Exact law of the physiological change given what `obs` records (any site).
 
     `latent` (optional): the optional fields' latent z (NaN = missing), if already known;
-    `terms`: `model.outcome_terms(obs.x)`, if already computed.
+    `terms`: `model.outcome_terms(obs.x, world)`, if already computed.
     """
     x = obs.x
     n = len(x)
-    out = M.outcome_terms(x) if terms is None else terms
+    out = M.outcome_terms(x, world) if terms is None else terms
     Z = M.to_latent(obs.values, obs.matrix, out.lac_shift) if latent is None else latent
     seen = ~np.isnan(Z)
     O = seen.astype("float64")
@@ -216,35 +285,67 @@ def predictive(obs: Observed, *, latent: np.ndarray | None = None, terms: M.Outc
     logw -= logw.max(axis=1, keepdims=True)
     wts = np.exp(logw)
     wts /= wts.sum(axis=1, keepdims=True)
-    return Predictive(weights=wts, means=means, sd=np.sqrt(var))
+    dev = np.log(x.ppt) - M.ppt_log_median(x.cond, x.sex)
+    return Physiology(weights=wts, means=means, var=var, G=out.G, cond=x.cond, sex=x.sex, ppt=x.ppt, dev=dev)
+
+
+def predictive(obs: Observed, *, latent: np.ndarray | None = None, terms: M.Outcome | None = None,
+               world: World | None = None, site: SiteEffect = REFERENCE) -> Predictive:
+    """Exact predictive distribution of eih_pct given what `obs` records, at a known site
+    (default: the reference site). Arguments as in `physiology`."""
+    return physiology(obs, latent=latent, terms=terms, world=world).at(site)
+
+
+def new_site(obs: Observed, *, latent: np.ndarray | None = None, terms: M.Outcome | None = None,
+             world: World | None = None) -> NewSite:
+    """Exact predictive distribution of eih_pct for a person at a new site (integrating
+    the site prior). Arguments as in `physiology`."""
+    return physiology(obs, latent=latent, terms=terms, world=world).new_site()
 
 
 BLOCK = 8192
 """Rows per block of the oracle (bounded memory; the result does not depend on it)."""
 
 
-def class_probabilities(obs: Observed, threshold_pct: float = DEFAULT_THRESHOLD_PCT) -> np.ndarray:
-    """Exact class probabilities (n, 3) of everything `obs` records, block by block."""
+def _site_rows(site: SiteEffect | None, start: int, stop: int) -> SiteEffect | None:
+    if site is None:
+        return None
+    cut = {k: (v[start:stop] if np.ndim(v) else v) for k, v in vars(site).items()}
+    return SiteEffect(**cut)
+
+
+def class_probabilities(obs: Observed, threshold_pct: float = DEFAULT_THRESHOLD_PCT, *,
+                        world: World | None = None, site: SiteEffect | None = None) -> np.ndarray:
+    """Exact class probabilities (n, 3) of everything `obs` records, block by block: at a
+    new site when `site` is None, else at that site (scalar or per-row effects)."""
     n = len(obs)
     out = np.empty((n, 3))
     for start in range(0, n, BLOCK):
         stop = min(start + BLOCK, n)
-        out[start:stop] = predictive(obs.rows(start, stop)).class_probabilities(threshold_pct)
+        phys = physiology(obs.rows(start, stop), world=world)
+        law = phys.new_site() if site is None else phys.at(_site_rows(site, start, stop))
+        out[start:stop] = law.class_probabilities(threshold_pct)
     return out
 
 
-def oracle_probabilities(df: pd.DataFrame, threshold_pct: float = DEFAULT_THRESHOLD_PCT) -> np.ndarray:
+def oracle_probabilities(df: pd.DataFrame, threshold_pct: float = DEFAULT_THRESHOLD_PCT, *,
+                         world: int = 0, site: SiteEffect | None = None) -> np.ndarray:
     """True P(hypoalgesia, no_change, hyperalgesia) given the predictors in `df`.
 
+    By default the truth for a person at a new site of world 0 (integrating over site
+    effects: the oracle file's p_* columns); `site` (a `simulation.sites.SiteEffect`, e.g.
+    `sites.REFERENCE`) gives the truth at a site with known effects (its p_site_* columns).
     Works for any contract-valid predictor frame (missing optional fields as NaN/None or
     absent columns). Columns in RESPONSES order; rows sum to 1.
     """
     if not threshold_pct > 0:
         raise ValueError("threshold_pct must be a positive percentage")
-    return class_probabilities(observed_from_frame(df), threshold_pct)
+    return class_probabilities(observed_from_frame(df), threshold_pct, world=world_of(world), site=site)
 
 
-def oracle_moments(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """E[eih_pct | predictors] and Var[eih_pct | predictors] (exact)."""
-    p = predictive(observed_from_frame(df))
-    return p.mean(), p.var()
+def oracle_moments(df: pd.DataFrame, *, world: int = 0, site: SiteEffect | None = REFERENCE) -> tuple[np.ndarray, np.ndarray]:
+    """E[eih_pct | predictors] and Var[eih_pct | predictors] (exact), at `site` (default
+    the reference site; None = a new site)."""
+    phys = physiology(observed_from_frame(df), world=world_of(world))
+    law = phys.new_site() if site is None else phys.at(site)
+    return law.mean(), law.var()

@@ -141,12 +141,13 @@ PPT_LOG_SD = {
     "pain_free": 0.27,
 }
 # Measurement error of one PPT reading (fraction of PPT); Aron et al. 2024 report 10-21 %.
+# Set near the middle of that range at the reference site (sites scale it, SITE_NOISE).
 PPT_SEM = {
-    "chronic_low_back_pain": 0.12,
-    "knee_osteoarthritis": 0.12,
-    "chronic_neck_pain": 0.12,
-    "fibromyalgia": 0.13,
-    "pain_free": 0.11,
+    "chronic_low_back_pain": 0.15,
+    "knee_osteoarthritis": 0.15,
+    "chronic_neck_pain": 0.15,
+    "fibromyalgia": 0.16,
+    "pain_free": 0.13,
 }
 # True person-by-bout variation of EIH that no recorded field explains (SD, % points).
 EIH_UNEXPLAINED_SD = 6.0
@@ -165,11 +166,11 @@ MECHANISM = {
 # --------------------------------------------------------------------------------------
 MODALITY_P = {"aerobic": 0.30, "isometric": 0.20, "dynamic_resistance": 0.20, "hiit": 0.15, "mind_body": 0.15}
 INTENSITY_RANGE = {  # uniform, whole %
-    "aerobic": (30, 90),  # % HRmax (the contract's unit); read as % of capacity in the dose model
+    "aerobic": (45, 95),  # % HRmax (the contract's unit), about 13-91 % VO2max (Swain 1994)
     "isometric": (20, 80),  # % MVC
     "dynamic_resistance": (30, 85),  # % 1RM
-    "hiit": (80, 100),
-    "mind_body": (20, 50),
+    "hiit": (80, 100),  # % HRmax
+    "mind_body": (35, 65),  # % HRmax: yoga and tai chi sit near light-to-moderate effort
 }
 DURATION_RANGE = {  # uniform, whole minutes
     "aerobic": (5, 45),
@@ -270,10 +271,8 @@ LACTATE_RISE = {  # log-fold rise of the median at full ramp, by modality
 # --------------------------------------------------------------------------------------
 # G: EIH gain of the protocol for a responsive person (% points); H: load sensitivity
 # (% points lost per unit of sensitization S). See model.protocol_terms for the shapes.
-GAIN = {"aerobic": 14.0, "isometric": 29.0, "dynamic_resistance": 31.0, "hiit": 14.0, "mind_body": 5.0}
-LOAD = {"aerobic": 10.0, "isometric": 10.0, "dynamic_resistance": 9.0, "hiit": 14.0, "mind_body": 0.0}
-# Extra unexplained SD for modalities without acute EIH data (wide prior, honest noise)
-PRIOR_EXTRA_SD = {"aerobic": 0.0, "isometric": 0.0, "dynamic_resistance": 0.0, "hiit": 8.0, "mind_body": 8.0}
+GAIN = {"aerobic": 18.0, "isometric": 29.0, "dynamic_resistance": 31.0, "hiit": 14.0, "mind_body": 5.0}
+LOAD = {"aerobic": 13.0, "isometric": 13.0, "dynamic_resistance": 9.0, "hiit": 14.0, "mind_body": 0.0}
 
 # Responsiveness R = 1 + R_COND + sum R_COEF * z(required) + R_F . F + R_EXP * z_exp
 R_COND = {"chronic_low_back_pain": 0.0, "knee_osteoarthritis": 0.0, "chronic_neck_pain": 0.0,
@@ -288,7 +287,7 @@ S_F = (0.45, 0.10)
 
 # Reference protocols (virtual crossover in the calibration report)
 REFERENCE_PROTOCOLS = {
-    "aerobic": (70.0, 30.0),
+    "aerobic": (80.0, 30.0),  # % HRmax, about 67 % VO2max
     "isometric": (30.0, 3.0),
     "dynamic_resistance": (60.0, 15.0),
     "hiit": (90.0, 20.0),
@@ -314,3 +313,91 @@ OBSERVE = {
 }
 OBSERVE_NONE = 0.5
 SERUM_SHARE = 0.70
+
+# --------------------------------------------------------------------------------------
+# Intensity units (target 15). The contract records aerobic, HIIT and mind-body intensity
+# in % of maximal heart rate; Hoffman et al. 2004 published the aerobic thresholds in % of
+# VO2max. Swain et al. 1994 (MSSE 26:112): %HRmax = 0.64 x %VO2max + 37.
+# features/derived.py keeps its own copy of these two numbers (it may not import the
+# simulator); tests/test_sim2_units.py asserts that the copies agree.
+# --------------------------------------------------------------------------------------
+SWAIN_SLOPE = 0.64
+SWAIN_INTERCEPT = 37.0
+AEROBIC_VO2_ONSET = 50.0  # % VO2max: no EIH at or below (Hoffman 2004, 30 min)
+AEROBIC_VO2_FULL = 75.0  # % VO2max: clear EIH at 30 min (Hoffman 2004)
+
+
+def hrmax_from_vo2max(pct_vo2max):
+    """% of maximal heart rate at a given % of VO2max (Swain et al. 1994)."""
+    return SWAIN_SLOPE * pct_vo2max + SWAIN_INTERCEPT
+
+
+def vo2max_from_hrmax(pct_hrmax):
+    """% of VO2max at a given % of maximal heart rate (inverse of Swain et al. 1994)."""
+    return (pct_hrmax - SWAIN_INTERCEPT) / SWAIN_SLOPE
+
+
+# --------------------------------------------------------------------------------------
+# Conditioned pain modulation in chronic pain (target 16): in people with chronic pain an
+# impaired CPM goes with a loss of PPT after aerobic and isometric exercise, a normal CPM
+# with a gain (Fingleton et al. 2017, knee osteoarthritis). Extra terms for chronic pain; the
+# pain-free coefficients above stay small (CPM and EIH correlate only loosely there).
+# Sized (assumption) so that the impaired group's mean is negative and the normal group's
+# positive while the person-alone R2 stays under 0.20 (target 9a).
+# --------------------------------------------------------------------------------------
+S_CHRONIC = 0.6  # sensitization offset of every chronic pain condition
+S_CPM_IMPAIRED = 0.8  # chronic pain: extra sensitization per 25 % of CPM below 0 (impaired CPM)
+AEROBIC_LOAD_VO2 = (45.0, 90.0, 1.3)  # aerobic load sensitivity: ramp(% VO2max, lo, hi) ** power
+
+# --------------------------------------------------------------------------------------
+# Day-to-day structure (target 14, test-retest). The unexplained person-by-bout SD above
+# splits into a part stable across days for the same person and protocol and a part that
+# is new every day (sqrt(4^2 + 4.47^2) = 6). Assumption: no published split; an equal
+# split keeps the implied ICC and kappa inside Aron et al. 2024 (checked by the report).
+# --------------------------------------------------------------------------------------
+EIH_PERSON_SD = 4.0
+EIH_DAY_SD = (EIH_UNEXPLAINED_SD**2 - EIH_PERSON_SD**2) ** 0.5
+
+# --------------------------------------------------------------------------------------
+# Site effects (target 17). No published size: each range is an assumption.
+# A simulated site (with --sites >= 2) takes one of SITE_PROFILES equally likely profiles,
+# a Latin hypercube over the three ranges below (a finite prior keeps the new-site oracle
+# an exact finite mixture), plus a continuous shift of the mean response.
+#   scale: algometer and examiner read every PPT x exp(log_scale); examiners and devices
+#     differ by roughly 10-20 % in PPT.
+#   noise: the SEM of one PPT reading x noise (the reference SEMs 13-16 % become about
+#     10-21 %, the range of Aron et al. 2024).
+#   delay: minutes between the end of the bout and the post-bout PPT; EIH fades as
+#     exp(-(delay - reference) / EIH_FADE_MIN), i.e. a half-life of about 14 min, so that
+#     it is mostly gone after 30-45 min ("fades within minutes to about half an hour").
+#   response shift: added to responsiveness R (x the protocol's gain), SD 0.10 (range 0.05-0.2).
+# With --sites 1 the one site is the reference site: scale 1, noise 1, delay 2 min, no shift
+# (the conditions of the published laboratory studies the 13 first targets come from).
+# --------------------------------------------------------------------------------------
+SITE_PROFILES = 8
+SITE_LOG_SCALE = (-0.15, 0.15)
+SITE_NOISE = (0.8, 1.3)
+SITE_DELAY_MIN = (0.0, 15.0)
+REFERENCE_DELAY_MIN = 2.0
+EIH_FADE_MIN = 20.0
+SITE_RESPONSE_SD = 0.10
+SITE_PROFILE_SEED = 2025_13  # fixes the Latin hypercube (part of the model, not of a cohort)
+
+# --------------------------------------------------------------------------------------
+# Worlds (target 18): parameters the literature leaves open are drawn per simulated world
+# from wide priors; world 0 is the central world (each prior's centre). Within a world the
+# oracle is exact; across worlds the truth itself differs.
+#   (centre, SD, low, high): normal around the centre, clipped to [low, high].
+# HIIT: no acute EIH data; centred on the aerobic gain at high intensity and on the
+# highest load sensitivity of the set. Mind-body: a small gain, load sensitivity centred on
+# none. Sex: evidence on sex differences in EIH is mixed (centre 0).
+# Gains and load sensitivities stay >= 0 so that the published directions hold in every world.
+# --------------------------------------------------------------------------------------
+WORLD_PRIORS = {
+    ("gain", "hiit"): (14.0, 8.0, 0.0, 35.0),
+    ("load", "hiit"): (14.0, 5.0, 0.0, 30.0),
+    ("gain", "mind_body"): (5.0, 5.0, 0.0, 20.0),
+    ("load", "mind_body"): (0.0, 3.0, 0.0, 8.0),
+    ("r_male", None): (0.0, 0.05, -0.15, 0.15),
+}
+WORLD_SEED = 1813

@@ -14,6 +14,7 @@ from eih.cli import app
 from simulation import oracle_probabilities
 
 P_COLUMNS = [f"p_{r}" for r in RESPONSES]
+SITE_COLUMNS = [f"p_site_{r}" for r in RESPONSES]
 
 
 def _run(cli_runner, *args):
@@ -28,7 +29,7 @@ def test_simulate_parquet_with_default_oracle_path_same_bytes(cli_runner, tmp_pa
     assert out.exists() and oracle_path.exists()
     assert "3000 rows" in r.output
     cohort, oracle = pd.read_parquet(out), pd.read_parquet(oracle_path)
-    assert list(oracle.columns) == ["subject_id", *P_COLUMNS]
+    assert list(oracle.columns) == ["subject_id", *P_COLUMNS, *SITE_COLUMNS]
     assert validate_frame(cohort).n_rejected == 0
     np.testing.assert_allclose(oracle[P_COLUMNS].to_numpy(), oracle_probabilities(cohort), atol=1e-12)
     first = (out.read_bytes(), oracle_path.read_bytes())
@@ -74,8 +75,8 @@ def test_simulate_bad_arguments_one_line_error(cli_runner, tmp_path, args, needl
 
 def test_help_texts_on_every_option(cli_runner):
     for command, options in (
-        ("simulate", ["--n", "--seed", "--out", "--oracle-out", "--sites"]),
-        ("calibrate-report", ["--json"]),
+        ("simulate", ["--n", "--seed", "--out", "--oracle-out", "--sites", "--world", "--retest"]),
+        ("calibrate-report", ["--json", "--retest", "--world"]),
     ):
         r = _run(cli_runner, command, "--help")
         assert r.exit_code == 0
@@ -122,7 +123,8 @@ def test_calibrate_report_json(cli_runner, calibrated_file):
     report = json.loads(r.output)
     assert report["all_passed"] is True
     ids = [t["id"] for t in report["targets"]]
-    assert ids == ["1", "2", "3", "4", "5", "6", "7", "8", "9a", "9b", "10", "11", "12", "13"]
+    assert ids == ["1", "2", "3", "4", "5", "6", "7", "8", "9a", "9b", "10", "11", "12", "13",
+                   "14a", "14b", "14c", "15", "16a", "16b", "17", "18a", "18b"]
     for t in report["targets"]:
         assert {"published", "tolerance", "simulated", "passed", "method"} <= set(t)
     assert 0.65 <= report["oracle_auroc_macro"] <= 0.80

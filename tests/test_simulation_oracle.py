@@ -16,16 +16,17 @@ from data_contracts.labels import eih_pct, response_codes
 from simulation import oracle_probabilities, simulate
 from simulation.calibration import auroc_macro
 from simulation.oracle import oracle_moments, predictive
-from simulation.cohort import cohort_frame, draw, observed_of
+from simulation.cohort import cohort_frame, draw, observed_of, site_effect_rows
 
 P_COLUMNS = [f"p_{r}" for r in RESPONSES]
+SITE_COLUMNS = [f"p_site_{r}" for r in RESPONSES]
 HYPO, NO_CHANGE, HYPER = 0, 1, 2
 
 
 @pytest.fixture(scope="module")
 def big():
     cohort, oracle = simulate(60_000, seed=17, n_sites=3)
-    return cohort, oracle[P_COLUMNS].to_numpy(), response_codes(eih_pct(cohort))
+    return cohort, oracle[SITE_COLUMNS].to_numpy(), response_codes(eih_pct(cohort))
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +35,7 @@ def small():
     return cohort
 
 
-def test_oracle_is_calibrated_in_bins(big):
+def test_site_oracle_is_calibrated_in_bins(big):
     _, P, y = big
     for k, name in enumerate(RESPONSES):
         edges = np.quantile(P[:, k], np.linspace(0, 1, 11))
@@ -54,11 +55,11 @@ def test_oracle_macro_auroc_is_realistic(big):
 
 def test_predictive_distribution_is_exact():
     """The probability integral transform of every simulated eih_pct under the oracle's
-    predictive mixture is uniform: the oracle is the exact conditional law, including
-    rows whose mechanism or optional values are missing."""
+    predictive mixture at the row's site is uniform: the oracle is the exact conditional
+    law, including rows whose mechanism or optional values are missing."""
     d, sites = draw(120_000, seed=31, n_sites=2)
     obs = observed_of(d)
-    pred = predictive(obs)
+    pred = predictive(obs, site=site_effect_rows(d.site, sites))
     e = eih_pct(cohort_frame(d, sites)).to_numpy()
     pit = (pred.weights * ndtr((e[:, None] - pred.means) / pred.sd[:, None])).sum(axis=1)
     assert kstest(pit, "uniform").statistic < 0.006
@@ -222,9 +223,9 @@ def test_dose_thresholds_for_aerobic_exercise():
         "pseq_total": 55, "exercise_modality": "aerobic",
     }
     frame = pd.DataFrame([
-        {**person, "exercise_intensity_pct": 45, "exercise_duration_min": 30},  # below 50 %
-        {**person, "exercise_intensity_pct": 75, "exercise_duration_min": 8},  # shorter than 10 min
-        {**person, "exercise_intensity_pct": 75, "exercise_duration_min": 30},
+        {**person, "exercise_intensity_pct": 69, "exercise_duration_min": 30},  # 50 % VO2max (Swain 1994)
+        {**person, "exercise_intensity_pct": 85, "exercise_duration_min": 8},  # shorter than 10 min
+        {**person, "exercise_intensity_pct": 85, "exercise_duration_min": 30},  # 75 % VO2max
     ])
     m = oracle_moments(frame)[0]
     assert abs(m[0]) < 3 and abs(m[1]) < 3 and m[2] > 8
@@ -239,7 +240,7 @@ def test_modalities_ranked_in_pain_free_people():
     frame = pd.DataFrame([
         {**person, "exercise_modality": "isometric", "exercise_intensity_pct": 40, "exercise_duration_min": 3},
         {**person, "exercise_modality": "dynamic_resistance", "exercise_intensity_pct": 50, "exercise_duration_min": 15},
-        {**person, "exercise_modality": "aerobic", "exercise_intensity_pct": 70, "exercise_duration_min": 30},
+        {**person, "exercise_modality": "aerobic", "exercise_intensity_pct": 80, "exercise_duration_min": 30},
     ])
     m = oracle_moments(frame)[0]
     assert m[0] > m[1] > m[2] > 0
@@ -248,7 +249,7 @@ def test_modalities_ranked_in_pain_free_people():
 def test_biomarkers_are_weak(small):
     """Moving a biomarker across its typical range (about +/- 1 SD) moves P(hypoalgesia)
     far less than moving CPM across its typical range, at a common aerobic bout."""
-    x = small.assign(bdnf_matrix="serum", exercise_intensity_pct=70.0, exercise_duration_min=30.0)
+    x = small.assign(bdnf_matrix="serum", exercise_intensity_pct=80.0, exercise_duration_min=30.0)
     x["exercise_modality"] = pd.Categorical(["aerobic"] * len(x), categories=list(BY_NAME["exercise_modality"].categories))
 
     def spread(field, lo, hi):
