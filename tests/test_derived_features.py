@@ -29,11 +29,11 @@ def _rec(modality, intensity, duration) -> dict:
 @pytest.mark.parametrize(
     "modality, intensity, duration, expected",
     [
-        ("aerobic", 45, 30, 0.0),  # below ~50 % of capacity: no EIH whatever the duration
-        ("aerobic", 75, 8, 0.0),  # under ~10 minutes: none
-        ("aerobic", 75, 30, 1.0),  # Hoffman 2004: clear at 75 % for 30 min
-        ("aerobic", 62.5, 30, 0.5),  # halfway up the intensity ramp
-        ("aerobic", 75, 17.5, 0.5),  # halfway up the duration ramp
+        ("aerobic", 69, 30, 0.0),  # 50 % VO2max = 69 % HRmax (Swain 1994): no EIH whatever the duration
+        ("aerobic", 85, 8, 0.0),  # under ~10 minutes: none
+        ("aerobic", 85, 30, 1.0),  # Hoffman 2004: clear at 75 % VO2max (85 % HRmax) for 30 min
+        ("aerobic", 77, 30, 0.5),  # halfway up the intensity ramp (62.5 % VO2max)
+        ("aerobic", 85, 17.5, 0.5),  # halfway up the duration ramp
         ("aerobic", 95, 60, 1.0),  # capped at the dose that reliably relieves
         ("isometric", 25, 1, 0.5),  # a 1-minute hold: half of the ~2-minute hold
         ("isometric", 80, 3, 1.0),
@@ -126,7 +126,7 @@ def test_predictor_explains_the_dose_exactly_and_the_fast_path_agrees():
 def test_top_contributions_report_the_dose_with_its_computed_value():
     df = _frame(300)
     p = _predictor(df)
-    rec = _rec("aerobic", 75, 30)
+    rec = _rec("aerobic", 85, 30)
     ex = p.explain_records([rec])
     tops = top_contributions([rec], p.fields, ex.contributions, k=len(p.fields))[0]
     dose = [t for t in tops if t["field"] == EXERCISE_DOSE]
