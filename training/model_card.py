@@ -22,31 +22,71 @@ def _fmt(metrics: dict, key: str, intervals: dict | None = None, ikey: str | Non
 
 def model_card(*, name, cfg, metrics, intervals, subgroups: pd.DataFrame, meta, split, n_rows, dropped, data_name,
                synthetic: bool, confusion: np.ndarray) -> str:
-    thr = cfg.label_threshold_pct
-    fields = [f for f in meta.features if f in BY_NAME]
-    derived = [f for f in meta.features if f in DERIVED]
-    optional = [f for f in fields if not BY_NAME[f].required]
-    shape = meta.model_shape
+    """The card as markdown: intended use, data, outcome, predictors, missing data, model,
+    test-split performance (with bootstrap CIs, baselines and the oracle when known),
+    subgroups and limitations. `metrics` are the run's flat metrics (`test_*`, `baseline_*`,
+    `oracle_*`); `confusion` is the (3, 3) test-split matrix, rows observed."""
     lines = [
         f"# Model card: {name}",
         "",
+        *_intended_use(),
+        "",
+        *_data(data_name, n_rows, dropped, synthetic, split),
+        "",
+        *_outcome(cfg.label_threshold_pct),
+        "",
+        *_predictors(meta),
+        "",
+        *_missing_data(meta),
+        "",
+        *_model(cfg, meta),
+        "",
+        *_performance(metrics, intervals, confusion),
+        "",
+        *_subgroups(subgroups),
+        "",
+        *_limitations(),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _contract_fields(meta) -> list[str]:
+    return [f for f in meta.features if f in BY_NAME]
+
+
+def _intended_use() -> list[str]:
+    return [
         "## Intended use",
         "Estimates, for one person with (or without) chronic pain and one exercise protocol, the probability that",
         "a single bout produces exercise-induced hypoalgesia, no change, or paradoxical hyperalgesia of pressure",
         "pain sensitivity, with the reasons (exact per-field contributions). Decision support for clinicians",
         "choosing an exercise dose; not a diagnosis, and not validated on patients.",
-        "",
+    ]
+
+
+def _data(data_name, n_rows, dropped, synthetic: bool, split) -> list[str]:
+    return [
         "## Data",
         f"- Training file `{data_name}`: {n_rows} valid rows ({dropped} rows rejected by the contract).",
         "- Origin: " + ("**synthetic** cohort from the project's literature-grounded simulator (`eih simulate`);"
                         " no real patient data exist for this task." if synthetic else "user-supplied cohort file."),
         f"- Split: {split}; tuning used cross-validation on the training part only.",
-        "",
+    ]
+
+
+def _outcome(thr: float) -> list[str]:
+    return [
         "## Outcome",
         "eih_pct = 100 x (PPT after - PPT before) / PPT before. Label: hypoalgesia when eih_pct >= "
         f"+{thr:g} %, hyperalgesia when eih_pct <= -{thr:g} %, no change otherwise (threshold {thr:g} %, the low end"
         " of the published measurement error of EIH).",
-        "",
+    ]
+
+
+def _predictors(meta) -> list[str]:
+    fields = _contract_fields(meta)
+    derived = [f for f in meta.features if f in DERIVED]
+    return [
         "## Predictors",
         f"Data contract {CONTRACT_VERSION}; one model input per contract field ({len(fields)}): " + ", ".join(fields) + ".",
         "Categorical fields use XGBoost's native categorical support, so each explanation is one value per field.",
@@ -55,11 +95,21 @@ def model_card(*, name, cfg, metrics, intervals, subgroups: pd.DataFrame, meta, 
                                                   for d in derived)
            + ". The dose thresholds are the published ones the simulator also encodes, so on simulated data this"
            " feature carries the simulator's dose shape; expect less from it on real cohorts."] if derived else []),
-        "",
+    ]
+
+
+def _missing_data(meta) -> list[str]:
+    optional = [f for f in _contract_fields(meta) if not BY_NAME[f].required]
+    return [
         "## Missing data",
         "Optional fields (" + ", ".join(optional) + ") may be missing; XGBoost routes missing values natively (learned"
         " default directions), nothing is imputed, and every prediction lists the optional inputs that were missing.",
-        "",
+    ]
+
+
+def _model(cfg, meta) -> list[str]:
+    shape = meta.model_shape
+    return [
         "## Model",
         (f"XGBoost regression of the measured eih_pct (ordinal model), depth {shape['max_depth']}, {shape['n_rounds']}"
          " rounds; the class probabilities are those of eih_pct ~ Normal(prediction, sigma) beyond the +/- threshold,"
@@ -74,7 +124,11 @@ def model_card(*, name, cfg, metrics, intervals, subgroups: pd.DataFrame, meta, 
                            if meta.calibration.applied else "checked out-of-fold; no further correction needed") + ".",
         f"Hyperalgesia risk: low below {cfg.risk_moderate:.0%}, moderate {cfg.risk_moderate:.0%}-{cfg.risk_high:.0%},"
         f" high at or above {cfg.risk_high:.0%} predicted probability.",
-        "",
+    ]
+
+
+def _performance(metrics: dict, intervals: dict, confusion: np.ndarray) -> list[str]:
+    lines = [
         "## Performance on the test split",
         "| metric | model | 95 % bootstrap CI |",
         "|---|---|---|",
@@ -82,7 +136,19 @@ def model_card(*, name, cfg, metrics, intervals, subgroups: pd.DataFrame, meta, 
     for key in ("log_loss", "auroc_macro", "brier", "ece", "balanced_accuracy"):
         lo, hi = intervals.get(key, (float("nan"), float("nan")))
         lines.append(f"| {key} | {metrics.get('test_' + key, float('nan')):.3f} | {lo:.3f}-{hi:.3f} |")
-    lines += ["", "| comparison | log-loss | macro AUROC |", "|---|---|---|"]
+    lines += ["", *_comparisons(metrics)]
+    lines += ["", "Per class:"]
+    for c in RESPONSES:
+        lines.append(f"- {c}: AUROC {metrics[f'test_auroc_{c}']:.3f}, calibration slope {metrics[f'test_calibration_slope_{c}']:.2f},"
+                     f" intercept {metrics[f'test_calibration_intercept_{c}']:.2f}")
+    lines += ["", "Confusion matrix (rows observed, columns predicted): " + "; ".join(
+        f"{RESPONSES[i]}: " + ", ".join(str(v) for v in confusion[i]) for i in range(len(RESPONSES)))]
+    return lines
+
+
+def _comparisons(metrics: dict) -> list[str]:
+    """The model beside the class prior, the baselines and (simulated data) the oracle."""
+    lines = ["| comparison | log-loss | macro AUROC |", "|---|---|---|"]
     lines.append(f"| class prior (null) | {metrics['null_test_log_loss']:.3f} | 0.500 |")
     for b in ("logreg", "cpm_rule", "psychosocial_rule"):
         lines.append(f"| baseline {b} | {metrics[f'baseline_{b}_test_log_loss']:.3f} | {metrics[f'baseline_{b}_test_auroc_macro']:.3f} |")
@@ -95,22 +161,23 @@ def model_card(*, name, cfg, metrics, intervals, subgroups: pd.DataFrame, meta, 
             lines.append(f"The best search candidate by CV log-loss (costlier to explain, not chosen) reaches a test log-loss of "
                          f"{metrics['best_cv_candidate_test_log_loss']:.3f} and an oracle capture of "
                          f"{metrics['best_cv_candidate_oracle_capture']:.3f}: the price of the cheaper explanations.")
-    lines += ["", "Per class:"]
-    for c in RESPONSES:
-        lines.append(f"- {c}: AUROC {metrics[f'test_auroc_{c}']:.3f}, calibration slope {metrics[f'test_calibration_slope_{c}']:.2f},"
-                     f" intercept {metrics[f'test_calibration_intercept_{c}']:.2f}")
-    lines += ["", "Confusion matrix (rows observed, columns predicted): " + "; ".join(
-        f"{RESPONSES[i]}: " + ", ".join(str(v) for v in confusion[i]) for i in range(len(RESPONSES)))]
-    lines += ["", "## Subgroups (test split)", "| group | level | n | log-loss | macro AUROC | ECE | observed / predicted hyperalgesia |",
-              "|---|---|---|---|---|---|---|"]
+    return lines
+
+
+def _subgroups(subgroups: pd.DataFrame) -> list[str]:
+    lines = ["## Subgroups (test split)", "| group | level | n | log-loss | macro AUROC | ECE | observed / predicted hyperalgesia |",
+             "|---|---|---|---|---|---|---|"]
     for r in subgroups.itertuples(index=False):
         if pd.isna(getattr(r, "log_loss", np.nan)):
             lines.append(f"| {r.group} | {r.level} | {r.n} | too few | | | |")
         else:
             lines.append(f"| {r.group} | {r.level} | {r.n} | {r.log_loss:.3f} | {r.auroc_macro:.3f} | {r.ece:.3f} |"
                          f" {r.observed_hyperalgesia:.2f} / {r.predicted_hyperalgesia:.2f} |")
-    lines += [
-        "",
+    return lines
+
+
+def _limitations() -> list[str]:
+    return [
         "## Limitations",
         "- EIH is weakly predictable and noisily measured (test-retest ICC 0-0.61; measurement error 10-21 % of PPT):"
         " even the truth reaches only a modest AUROC, and individual predictions are uncertain.",
@@ -119,4 +186,3 @@ def model_card(*, name, cfg, metrics, intervals, subgroups: pd.DataFrame, meta, 
         "- Biomarkers (BDNF, lactate, IL-6) are weak correlates, not drivers; the model should not lean on them.",
         f"- Contract version {CONTRACT_VERSION}: the service refuses input from another major version.",
     ]
-    return "\n".join(lines) + "\n"
