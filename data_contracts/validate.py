@@ -265,7 +265,8 @@ def validate_frame(df: pd.DataFrame, *, row_offset: int = 0, duplicate_ids=None,
         if hit.any():
             known_dups.append(_frame(np.flatnonzero(hit), "subject_id", DUPLICATE_ID_PROBLEM))
     problems = pd.concat([*coerce_problems, *known_dups, schema_problems], ignore_index=True)
-    # a value that was not a number also shows as missing: keep the first problem per field
+    # a value that is not a number is coerced to NaN, so the schema also calls it missing:
+    # keep the first problem per field (the coercion one)
     problems = problems.drop_duplicates(subset=["pos", "field"], keep="first")
     problems = problems.sort_values(["pos", "field"], kind="stable").reset_index(drop=True)
 

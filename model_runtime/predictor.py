@@ -206,13 +206,18 @@ class EIHPredictor:
         return risk_level(p_hyper, self.meta.risk_cutoffs)
 
     def missing_optional_matrix(self, X: np.ndarray) -> list[list[str]]:
+        """Per row of a model matrix, the names of the optional inputs that are missing."""
         return self.checks.missing_optional_matrix(X)
 
     def range_warnings_matrix(self, X: np.ndarray) -> list[list[str]]:
+        """Per row of a model matrix, one warning text per input outside the range (or categories)
+        seen in training."""
         return self.checks.range_warnings_matrix(X)
 
     def missing_optional(self, df: pd.DataFrame) -> list[list[str]]:
+        """`missing_optional_matrix` for a contract frame (an absent optional column counts as missing)."""
         return self.checks.missing_optional(df)
 
     def range_warnings(self, df: pd.DataFrame) -> list[list[str]]:
+        """`range_warnings_matrix` for a contract frame."""
         return self.checks.range_warnings(df)

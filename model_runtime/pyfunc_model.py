@@ -20,11 +20,14 @@ class EIHPyfunc(PythonModel):
     """The pyfunc face of `EIHPredictor`: probabilities for contract frames."""
 
     def load_context(self, context):
+        """Load the `EIHPredictor` from the model's `predictor` artifact (once, when MLflow loads the model)."""
         from model_runtime.predictor import EIHPredictor
 
         self.predictor = EIHPredictor.load(context.artifacts["predictor"])
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        """Class probabilities of a contract frame: one row per record, columns p_<response> in
+        RESPONSES order (`params` is accepted for the pyfunc signature and ignored)."""
         proba = self.predictor.predict_proba(model_input)
         return pd.DataFrame(proba, columns=[f"p_{r}" for r in RESPONSES])
 

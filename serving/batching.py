@@ -39,6 +39,9 @@ class MicroBatcher:
         self.max_batch_rows = 0
 
     async def submit(self, job: Any, n_rows: int) -> Any:
+        """Queue `job` (`n_rows` records, counted against `max_rows`) and return its result once
+        the batch it joins is scored; an exception from `run` is raised to every job of that batch.
+        Starts the scoring task when none is running."""
         loop = asyncio.get_running_loop()
         if self._task is None or self._task.done():
             self._wakeup = asyncio.Event()
@@ -89,6 +92,7 @@ class MicroBatcher:
                         fut.set_result(res)
 
     def close(self) -> None:
+        """Stop the scoring task and the scoring thread; jobs still queued are not scored."""
         if self._task is not None:
             self._task.cancel()
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -12,6 +12,7 @@ SERVICE = "serving.service:EIHService"
 
 
 def register(app: typer.Typer) -> None:
+    """Add `serve` to the `eih` command line."""
     app.command("serve")(serve)
 
 

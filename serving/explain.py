@@ -45,6 +45,8 @@ def _band(field: str, v: float, record: dict) -> str | None:
 
 
 def format_value(field: str, value) -> str:
+    """A value as a clinician reads it: "not measured" when missing, a number with its display
+    unit, the exercise dose to two decimals, a category with spaces for underscores."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "not measured"
     if field == EXERCISE_DOSE:

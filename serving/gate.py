@@ -62,6 +62,8 @@ class GateError(Exception):
     n_problems: int = 0
 
     def body(self) -> dict:
+        """The JSON error response: `error`, and when there are problems `n_problems` and at most
+        `MAX_PROBLEMS` of them (`truncated` when more were found)."""
         out: dict[str, Any] = {"error": self.error}
         if self.problems or self.n_problems:
             out["n_problems"] = self.n_problems or len(self.problems)
@@ -201,7 +203,7 @@ def check_rules(records: list[dict]) -> None:
 
     report = validate_frame(frame(records))
     if not len(report.problems):
-        return  # the pre-screen was over-cautious
+        return  # the pre-screen errs on the side of doubt: a request it doubts may break no rule
     problems = []
     for p in report.problems.itertuples(index=False):
         item: dict[str, Any] = {"index": int(p.row) - 1}

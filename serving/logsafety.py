@@ -24,7 +24,12 @@ REQUEST_ERROR_LOGGERS = (
 
 
 class WithholdExceptionMessages(logging.Filter):
+    """A logging filter that replaces an exception's message with its type and traceback frames."""
+
     def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite a record that carries an exception: its text becomes the log message, the
+        exception's type and its traceback frames, without the exception's own message. Always
+        True: no record is dropped."""
         exc_info = record.exc_info
         if exc_info and exc_info[1] is not None:
             exc = exc_info[1]

@@ -25,11 +25,15 @@ Kind = Literal["predict", "explain"]
 
 @dataclass(frozen=True)
 class Job:
+    """One request's work: /predict or /explain on its validated records."""
+
     kind: Kind
     records: list[dict]
 
 
 class Scorer:
+    """The response bodies of /predict, /explain and /metadata for one loaded model."""
+
     def __init__(self, loaded: LoadedModel, top_k: int = 5) -> None:
         self.loaded = loaded
         self.predictor = p = loaded.predictor
@@ -49,6 +53,8 @@ class Scorer:
 
     # ---- one batch of jobs -----------------------------------------------------------------
     def run(self, jobs: Sequence[Job]) -> list[bytes]:
+        """Score the records of every job in one pass and return one JSON body (UTF-8 bytes) per
+        job, in order: predictions for a "predict" job, explanations for an "explain" one."""
         records = jobs[0].records if len(jobs) == 1 else [r for job in jobs for r in job.records]
         p = self.predictor
         X = p.matrix(records)
@@ -105,6 +111,8 @@ class Scorer:
 
     # ---- GET /metadata -------------------------------------------------------------------
     def metadata(self) -> dict:
+        """The body of GET /metadata. Training metrics and model shape keep their scalar values
+        only, with non-finite numbers as None, so the body is valid JSON."""
         p = self.predictor
         meta = p.meta
 

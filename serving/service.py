@@ -55,6 +55,8 @@ log = logging.getLogger("eih.serving")
 
 @dataclass(frozen=True)
 class ServeSettings:
+    """The service's configuration, read from the EIH_* environment variables."""
+
     model_uri: str | None
     token: str | None
     max_body_bytes: int
@@ -67,6 +69,7 @@ class ServeSettings:
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> ServeSettings:
+        """Settings from `env` (default `os.environ`); an unset or empty variable takes its default."""
         env = os.environ if env is None else env
         workers = max(1, int(env.get("EIH_SERVE_WORKERS") or 1))
         return cls(

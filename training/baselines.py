@@ -30,15 +30,20 @@ def _stratum_probs(strata_train: np.ndarray, y: np.ndarray, n_strata: int, prior
 
 
 def null_probs(y_train: np.ndarray, n: int) -> np.ndarray:
+    """(n, 3): the training split's class frequencies, the same for every row."""
     return np.tile(np.bincount(y_train, minlength=K) / len(y_train), (n, 1))
 
 
 def cpm_strata(df: pd.DataFrame) -> np.ndarray:
+    """CPM stratum of each row: 0 impaired (cpm_pct < 0), 1 weak (0-20 %), 2 efficient (> 20 %)."""
     c = df["cpm_pct"].to_numpy(dtype="float64")
     return np.where(c < 0, 0, np.where(c <= 20, 1, 2))
 
 
 def psychosocial_strata(df: pd.DataFrame) -> np.ndarray:
+    """Psychosocial stratum of each row from its count of risk items (module docstring):
+    0 low (0-1), 1 medium (2-3), 2 high (4+); a missing value or absent optional column
+    counts as an absent item."""
     def ge(col, v):
         return (df[col].to_numpy(dtype="float64") >= v) if col in df else np.zeros(len(df), bool)
 
@@ -54,11 +59,17 @@ def psychosocial_strata(df: pd.DataFrame) -> np.ndarray:
 
 
 def rule_probs(strata_fn, train: pd.DataFrame, y_train: np.ndarray, test: pd.DataFrame) -> np.ndarray:
+    """Test probabilities (n_test, 3) of a stratum rule: each test row gets its stratum's class
+    frequencies in the training split, shrunk toward the overall frequencies by one pseudo-row
+    (so an empty stratum gets the class prior). `strata_fn` maps a frame to codes 0-2."""
     table = _stratum_probs(strata_fn(train), y_train, 3)
     return table[strata_fn(test)]
 
 
 def logreg_model(seed: int = 0, derived: tuple[str, ...] = ()):
+    """The unfitted logistic-regression baseline: contract features (plus `derived`) -> dense
+    linear design (median imputation with missing indicators, one-hot, standardized) ->
+    multinomial logistic regression (C = 1)."""
     return make_pipeline(
         ContractFeatures(derived=derived),
         LinearDesign(),

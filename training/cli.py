@@ -8,6 +8,7 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
+    """Add `train` to the `eih` command line."""
     app.command("train")(train_cmd)
 
 

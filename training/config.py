@@ -14,6 +14,8 @@ from features.derived import EXERCISE_DOSE, check_names
 
 @dataclass(frozen=True)
 class SearchSpace:
+    """(low, high) bounds of each hyper-parameter the search draws."""
+
     max_depth: tuple[int, int] = (2, 5)
     learning_rate: tuple[float, float] = (0.04, 0.3)
     min_child_weight: tuple[float, float] = (1.0, 64.0)
@@ -25,6 +27,8 @@ class SearchSpace:
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """The settings of one training run (defaults here; `load_config` applies overrides)."""
+
     label_threshold_pct: float = DEFAULT_THRESHOLD_PCT
     model: str = "ordinal"
     """`ordinal`: XGBoost regression of the measured eih_pct, class probabilities from a normal
@@ -52,6 +56,8 @@ class TrainConfig:
         return self.model == "ordinal"
 
     def flat(self) -> dict:
+        """The config as flat MLflow parameters: derived_features joined by commas ("none" when
+        empty) and each search range as `search_<name>` = "low-high"."""
         d = asdict(self)
         search = d.pop("search")
         d["derived_features"] = ",".join(self.derived_features) or "none"
@@ -63,6 +69,9 @@ MODEL_KINDS = ("ordinal", "multiclass")
 
 
 def load_config(path: str | Path | None = None, **overrides) -> TrainConfig:
+    """The defaults, overridden by the file at `path` (TOML if it ends in .toml, else JSON),
+    then by the keyword `overrides` that are not None. Raises ValueError on an unknown key,
+    an unknown derived feature or an unknown model kind."""
     cfg = TrainConfig()
     data: dict = {}
     if path is not None:

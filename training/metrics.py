@@ -16,16 +16,20 @@ _EPS = 1e-15
 
 
 def log_loss(y: np.ndarray, P: np.ndarray) -> float:
+    """Mean negative log-probability of the observed class (probabilities clipped at 1e-15)."""
     p = np.clip(P[np.arange(len(y)), y], _EPS, 1.0)
     return float(-np.mean(np.log(p)))
 
 
 def brier(y: np.ndarray, P: np.ndarray) -> float:
+    """Multi-class Brier score: mean over rows of the squared distance between P and the
+    one-hot label (0 best, 2 worst)."""
     onehot = np.eye(K)[y]
     return float(np.mean(np.sum((P - onehot) ** 2, axis=1)))
 
 
 def auroc_per_class(y: np.ndarray, P: np.ndarray) -> np.ndarray:
+    """One-vs-rest AUROC of each class, shape (3,); NaN for a class absent from y or the only one in it."""
     out = np.full(K, np.nan)
     for k in range(K):
         yk = y == k
@@ -35,6 +39,7 @@ def auroc_per_class(y: np.ndarray, P: np.ndarray) -> np.ndarray:
 
 
 def auroc_macro(y: np.ndarray, P: np.ndarray) -> float:
+    """Mean of the per-class AUROCs that are defined."""
     return float(np.nanmean(auroc_per_class(y, P)))
 
 
@@ -52,6 +57,7 @@ def ece(y: np.ndarray, P: np.ndarray, n_bins: int = 10) -> float:
 
 
 def balanced_accuracy(y: np.ndarray, P: np.ndarray) -> float:
+    """Mean recall of the most probable class, over the classes present in y."""
     pred = P.argmax(axis=1)
     recalls = [np.mean(pred[y == k] == k) for k in range(K) if np.any(y == k)]
     return float(np.mean(recalls))
@@ -83,6 +89,8 @@ def calibration_slope_intercept(y: np.ndarray, P: np.ndarray) -> tuple[np.ndarra
 
 
 def point_metrics(y: np.ndarray, P: np.ndarray) -> dict[str, float]:
+    """log_loss, auroc_macro, brier, ece and balanced_accuracy, plus auroc_<class>,
+    calibration_slope_<class> and calibration_intercept_<class> for each response."""
     per = auroc_per_class(y, P)
     slopes, intercepts = calibration_slope_intercept(y, P)
     out = {

@@ -71,6 +71,8 @@ def calibration_curves(y: np.ndarray, P: np.ndarray, path: str, n_bins: int = 10
 
 
 def confusion(y: np.ndarray, P: np.ndarray, path: str) -> np.ndarray:
+    """Draw the confusion matrix (rows observed, columns the most probable class) to `path`
+    and return its counts, shape (3, 3)."""
     pred = P.argmax(axis=1)
     K = len(RESPONSES)
     cm = np.zeros((K, K), dtype=int)

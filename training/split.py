@@ -17,6 +17,9 @@ from sklearn.model_selection import GroupKFold, StratifiedKFold, train_test_spli
 
 @dataclass
 class Split:
+    """Row positions of the training and test parts, the kind ("site" or "stratified") and a
+    one-line description for the model card."""
+
     train_idx: np.ndarray
     test_idx: np.ndarray
     kind: str
@@ -33,6 +36,9 @@ def _sites(df: pd.DataFrame) -> np.ndarray | None:
 
 
 def holdout_split(df: pd.DataFrame, y: np.ndarray, test_fraction: float, seed: int) -> Split:
+    """The held-out test split: whole sites, drawn with `seed` until they hold `test_fraction`
+    of the rows, when there are at least 3 sites (one always stays for training); otherwise a
+    stratified random `test_fraction`."""
     idx = np.arange(len(df))
     sites = _sites(df)
     if sites is not None and pd.Series(sites).nunique() >= 3:
@@ -51,6 +57,8 @@ def holdout_split(df: pd.DataFrame, y: np.ndarray, test_fraction: float, seed: i
 
 
 def cv_folds(df: pd.DataFrame, y: np.ndarray, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """k (train, validation) pairs of row positions in `df`: grouped by site when it has at
+    least k sites, else stratified by y and shuffled with `seed`."""
     sites = _sites(df)
     if sites is not None and pd.Series(sites).nunique() >= k:
         return list(GroupKFold(n_splits=k).split(np.zeros(len(y)), y, groups=sites))

@@ -92,9 +92,12 @@ class Calibrated:
     ece_after: float
 
     def runtime(self) -> MarginCalibration:
+        """The calibration the predictor applies at run time (`cal`, flagged `applied`)."""
         return self.cal.to_runtime(self.applied)
 
     def metrics(self) -> dict[str, float]:
+        """Out-of-fold log-loss and ECE before and after calibration, the temperature and, for
+        the ordinal model, the residual sigma in %-points."""
         out = {"oof_log_loss_uncalibrated": self.fitted.log_loss_before, "oof_log_loss_calibrated": self.cal.log_loss_after,
                "oof_ece_uncalibrated": self.ece_before, "oof_ece_calibrated": self.ece_after,
                "calibration_temperature": self.cal.temperature}

@@ -32,15 +32,19 @@ CV_METRIC = "class_logloss"
 
 
 def link(cfg: TrainConfig) -> str:
+    """The link of the configured model kind: ORDINAL or SOFTMAX."""
     return ORDINAL if cfg.ordinal else SOFTMAX
 
 
 def n_outputs(cfg: TrainConfig) -> int:
+    """Margins per row: 1 for the ordinal model, 3 for the multiclass one."""
     return 1 if cfg.ordinal else K
 
 
 @dataclass
 class Trial:
+    """One search trial: its searched parameters, CV log-loss, best number of rounds and explanation cost."""
+
     number: int
     params: dict
     cv_log_loss: float
@@ -49,11 +53,14 @@ class Trial:
 
 
 def explain_cost(params: dict, n_rounds: int, n_outputs: int) -> float:
+    """The TreeSHAP cost proxy rounds x outputs x 2^depth x depth^2 (relative, not seconds)."""
     d = int(params["max_depth"])
     return float(n_rounds * n_outputs * (2**d) * d * d)
 
 
 def base_params(cfg: TrainConfig, seed: int) -> dict:
+    """The XGBoost parameters every trial shares: hist trees, native categorical splits, the
+    objective of the model kind, and no default eval metric (trials are scored by `cv_metric`)."""
     common = {"tree_method": "hist", "max_cat_to_onehot": 1, "nthread": cfg.nthread, "seed": seed}
     if cfg.ordinal:
         return {**common, "objective": "reg:squarederror", "disable_default_eval_metric": 1}
@@ -76,10 +83,14 @@ def cv_metric(cfg: TrainConfig) -> Callable:
 
 
 def dmatrix(X: pd.DataFrame, y: np.ndarray | None = None) -> xgb.DMatrix:
+    """A DMatrix of a feature frame (native categoricals, the frame's column names), labelled
+    with `y` when given, built on all cores."""
     return xgb.DMatrix(X, label=y, enable_categorical=True, feature_names=list(X.columns), nthread=-1)
 
 
 def suggest(trial: optuna.Trial, cfg: TrainConfig) -> dict:
+    """One trial's tree parameters drawn from `cfg.search` (learning_rate, min_child_weight and
+    reg_lambda on a log scale)."""
     s = cfg.search
     return {
         "max_depth": trial.suggest_int("max_depth", *s.max_depth),
@@ -139,6 +150,7 @@ def search(
 
 
 def suggest_params_only(params: dict) -> dict:
+    """The searched parameters of a full XGBoost parameter dict (what a `Trial` keeps)."""
     keep = ("max_depth", "learning_rate", "min_child_weight", "subsample", "colsample_bytree", "reg_lambda", "gamma")
     return {k: params[k] for k in keep}
 
@@ -160,6 +172,7 @@ def oof_margins(X: pd.DataFrame, target: np.ndarray, folds, params: dict, n_roun
 
 
 def fit_final(X: pd.DataFrame, target: np.ndarray, params: dict, n_rounds: int) -> xgb.Booster:
+    """A booster trained on all of X for exactly `n_rounds` (no early stopping)."""
     return xgb.train(params, dmatrix(X, target), num_boost_round=n_rounds)
 
 
