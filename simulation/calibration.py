@@ -17,9 +17,9 @@ from scipy.stats import rankdata, spearmanr
 
 from data_contracts.fields import RESPONSES
 from data_contracts.labels import eih_pct, response_codes
+from simulation import calibration2 as C2
 from simulation import model as M
 from simulation import params as P
-from simulation import calibration2 as C2
 from simulation.oracle import Observed, new_site, observed_from_frame, predictive
 from simulation.world import world as world_of
 
@@ -113,12 +113,51 @@ def calibration_report(df: pd.DataFrame, seed: int = REPORT_SEED, *, retest: pd.
     c = _Cohort(df, world)
     rng = np.random.default_rng(seed)
     rows: list[TargetRow] = []
-    pf = c.cond("pain_free")
 
     def add(id_, target, published, tolerance, simulated, passed, method, value=None):
         rows.append(TargetRow(id_, target, published, tolerance, simulated, None if passed is None else bool(passed),
                               method, None if value is None or not np.isfinite(value) else float(value)))
 
+    _laboratory_targets(c, rng, add)
+    # 9: variance explained
+    r2_all = _r2(c.eih, c.pred.mean())
+    person = _person_alone(c)
+    studied = {k: v for k, v in person["within_condition"].items() if k.split(" @ ")[1] in STUDIED}
+    worst = max(studied.items(), key=lambda kv: kv[1], default=("too few rows", float("nan")))
+    add("9a", "EIH variance explained by the person alone, protocol fixed (R², within condition)", "< 0.20 (Toomey 2025)",
+        "< 0.20", f"max {_fmt(worst[1], 3)} ({worst[0]}); whole cohort {_fmt(person['pooled_max'], 3)}",
+        worst[1] < 0.20, "virtual crossover, exact", worst[1])
+    add("9b", "EIH variance explained by everything, protocol included (R²)", "<= 0.40", "<= 0.40", _fmt(r2_all, 3),
+        r2_all <= 0.40, "cohort rows, oracle mean", r2_all)
+
+    _marginal_targets(c, rng, add)
+    C2.retest_rows(c, retest, add)
+    C2.threshold_rows(add)
+    C2.cpm_rows(c, _moderate_high_aerobic, MSK, add)
+    C2.site_rows(c, add)
+    worlds = C2.world_rows(c, add)
+
+    y = response_codes(c.eih)
+    auc = auroc_macro(y, c.pred.class_probabilities())
+    auc_new = auroc_macro(y, new_site(c.obs, latent=c.Z, world=c.world).class_probabilities())
+    return {
+        "n_rows": int(len(df)),
+        "world": c.world.index,
+        "targets": [asdict(r) for r in rows],
+        "all_passed": all(r.passed is not False for r in rows),
+        "oracle_auroc_macro": auc,
+        "oracle_auroc_macro_new_site": auc_new,
+        "world_means": worlds,
+        "r2_everything": r2_all,
+        "r2_person_alone": person,
+        "class_shares": {r: float(np.mean(y == k)) for k, r in enumerate(RESPONSES)},
+    }
+
+
+
+def _laboratory_targets(c: _Cohort, rng: np.random.Generator, add) -> None:
+    """Targets 1-8: effect sizes and subgroup means of published laboratory studies."""
+    pf = c.cond("pain_free")
     # 1-3: pain-free, pre-to-post d by modality (cohort rows)
     for id_, label, sel, pub, lo, hi in (
         ("1", "pain-free, isometric: d", pf & c.mod("isometric"), "~1.0 (0.7-1.3)", 0.7, 1.3),
@@ -141,13 +180,15 @@ def calibration_report(df: pd.DataFrame, seed: int = REPORT_SEED, *, retest: pd.
         "~0 (|d| < 0.2)", "|d| < 0.2 both",
         f"{_fmt(d50)}; {_fmt(d75s)}", abs(d50) < 0.2 and abs(d75s) < 0.2, "virtual crossover", max(abs(d50), abs(d75s)))
     d75 = virtual_d(hr75, 30)
-    add("5", "aerobic 75 % VO2max (85 % HRmax) x 30 min (pain-free): d", "clear effect (d > 0.3)", "d > 0.3", _fmt(d75), d75 > 0.3,
+    add("5", "aerobic 75 % VO2max (85 % HRmax) x 30 min (pain-free): d", "clear effect (d > 0.3)", "d > 0.3",
+        _fmt(d75), d75 > 0.3,
         "virtual crossover", d75)
 
     # 6: chronic MSK pain (not fibromyalgia), aerobic
     sel = c.cond(*MSK) & _moderate_high_aerobic(c)
     med = float(np.median(c.eih[sel])) if sel.any() else float("nan")
-    add("6", "chronic MSK pain (no FM), aerobic >= 70 % HRmax >= 10 min: median PPT change %", "~+10 % (2-24 %)", "2-24 %",
+    add("6", "chronic MSK pain (no FM), aerobic >= 70 % HRmax >= 10 min: median PPT change %",
+        "~+10 % (2-24 %)", "2-24 %",
         f"{_fmt(med, 1)} % (n={int(sel.sum())})", 2 <= med <= 24, "cohort rows", med)
 
     # 7: fibromyalgia vs pain-free, standard fixed-intensity exercise
@@ -169,17 +210,11 @@ def calibration_report(df: pd.DataFrame, seed: int = REPORT_SEED, *, retest: pd.
         "below pain-free, can be < 0 (-14.9 vs +29.8)", "CLBP < pain-free", f"CLBP {_fmt(m_lb, 1)}; pain-free {_fmt(m_pfl, 1)}",
         m_lb < m_pfl, "cohort rows", m_lb)
 
-    # 9: variance explained
-    r2_all = _r2(c.eih, c.pred.mean())
-    person = _person_alone(c)
-    studied = {k: v for k, v in person["within_condition"].items() if k.split(" @ ")[1] in STUDIED}
-    worst = max(studied.items(), key=lambda kv: kv[1], default=("too few rows", float("nan")))
-    add("9a", "EIH variance explained by the person alone, protocol fixed (R², within condition)", "< 0.20 (Toomey 2025)",
-        "< 0.20", f"max {_fmt(worst[1], 3)} ({worst[0]}); whole cohort {_fmt(person['pooled_max'], 3)}",
-        worst[1] < 0.20, "virtual crossover, exact", worst[1])
-    add("9b", "EIH variance explained by everything, protocol included (R²)", "<= 0.40", "<= 0.40", _fmt(r2_all, 3),
-        r2_all <= 0.40, "cohort rows, oracle mean", r2_all)
 
+
+def _marginal_targets(c: _Cohort, rng: np.random.Generator, add) -> None:
+    """Targets 10-13: questionnaire, painDETECT and biomarker marginals."""
+    pf = c.cond("pain_free")
     # 10: pain clinic marginals (chronic pain rows)
     pain = ~pf
     pcs, pseq, nrs = (float(np.mean(v[pain])) if pain.any() else float("nan") for v in (c.x.pcs, c.x.pseq, c.x.nrs))
@@ -200,7 +235,7 @@ def calibration_report(df: pd.DataFrame, seed: int = REPORT_SEED, *, retest: pd.
     mean_b = float(np.mean(bd[sel])) if sel.sum() > 2 else float("nan")
     sd_b = float(np.std(bd[sel], ddof=1)) if sel.sum() > 2 else float("nan")
     g = _bdnf_acute_g(c.Z[sel, M.I_BDNF], rng)
-    add("12", "healthy serum BDNF mean +/- SD; acute rise g (aerobic 70 % x 30 min)", "32.7 +/- 8.3 ng/mL; g ~0.46",
+    add("12", "healthy serum BDNF mean +/- SD; acute rise g after one aerobic bout", "32.7 +/- 8.3 ng/mL; g ~0.46",
         "mean 29.7-35.7, SD 5.8-10.8, g 0.30-0.62", f"{_fmt(mean_b, 1)} +/- {_fmt(sd_b, 1)} (n={int(sel.sum())}); g {_fmt(g)}",
         29.7 <= mean_b <= 35.7 and 5.8 <= sd_b <= 10.8 and 0.30 <= g <= 0.62,
         "cohort rows; rise by virtual crossover", mean_b)
@@ -218,28 +253,6 @@ def calibration_report(df: pd.DataFrame, seed: int = REPORT_SEED, *, retest: pd.
         "IL-6 ~2 pg/mL; lactate 1-2 mmol/L at rest, rising with intensity", "IL-6 1-3, lactate 1-2, rho > 0.3",
         f"IL-6 {_fmt(il6_med)}; lactate {_fmt(lac_rest)}; rho {_fmt(rho)}",
         1 <= il6_med <= 3 and 1 <= lac_rest <= 2 and rho > 0.3, "cohort rows; rest by the structural equation", il6_med)
-
-    C2.retest_rows(c, retest, add)
-    C2.threshold_rows(add)
-    C2.cpm_rows(c, _moderate_high_aerobic, MSK, add)
-    C2.site_rows(c, add)
-    worlds = C2.world_rows(c, add)
-
-    y = response_codes(c.eih)
-    auc = auroc_macro(y, c.pred.class_probabilities())
-    auc_new = auroc_macro(y, new_site(c.obs, latent=c.Z, world=c.world).class_probabilities())
-    return {
-        "n_rows": int(len(df)),
-        "world": c.world.index,
-        "targets": [asdict(r) for r in rows],
-        "all_passed": all(r.passed is not False for r in rows),
-        "oracle_auroc_macro": auc,
-        "oracle_auroc_macro_new_site": auc_new,
-        "world_means": worlds,
-        "r2_everything": r2_all,
-        "r2_person_alone": person,
-        "class_shares": {r: float(np.mean(y == k)) for k, r in enumerate(RESPONSES)},
-    }
 
 
 def _r2(y: np.ndarray, m: np.ndarray) -> float:

@@ -87,7 +87,7 @@ def retest_rows(c, retest: pd.DataFrame | None, add) -> None:
     p1 = c.base
     p2 = r["ppt_baseline_kpa"].to_numpy(dtype="float64")
     sems = []
-    for k, cond in enumerate(M.COND):
+    for k in range(len(M.COND)):
         sel = c.x.cond == k
         if sel.sum() >= 50:
             sems.append(100.0 * np.std(p2[sel] - p1[sel], ddof=1) / np.sqrt(2.0) / np.mean((p1[sel] + p2[sel]) / 2.0))

@@ -12,13 +12,14 @@ from dataclasses import dataclass, fields
 import numpy as np
 import pandas as pd
 
-from data_contracts.fields import BY_NAME, FIELDS, RESPONSES
+from data_contracts.fields import FIELDS, RESPONSES
 from simulation import model as M
 from simulation import params as P
 from simulation.frames import _columns_of, _frame, cohort_frame, retest_columns, subject_ids  # noqa: F401
 from simulation.oracle import Observed, physiology
 from simulation.sites import REFERENCE, SiteEffect, profile
-from simulation.world import World, check_world, world as world_of
+from simulation.world import World, check_world
+from simulation.world import world as world_of
 
 ORACLE_COLUMNS = ["subject_id"] + [f"p_{r}" for r in RESPONSES] + [f"p_site_{r}" for r in RESPONSES]
 """p_*: the truth for a person at a new site (site effects integrated); p_site_*: the truth
@@ -46,7 +47,7 @@ def _site_effects(n_sites: int, seed: int) -> list[tuple[int, SiteEffect]]:
     cycles = -(-n_sites // P.SITE_PROFILES)
     order = np.concatenate([rng.permutation(P.SITE_PROFILES) for _ in range(cycles)])[:n_sites]
     shifts = P.SITE_RESPONSE_SD * rng.standard_normal(n_sites)
-    return [(int(q), profile(int(q), float(d))) for q, d in zip(order, shifts)]
+    return [(int(q), profile(int(q), float(d))) for q, d in zip(order, shifts, strict=True)]
 
 
 def sites_for(n_sites: int, seed: int) -> list[Site]:
@@ -127,7 +128,7 @@ class Draw:
     seen: np.ndarray  # (n, K) recorded optional numeric fields
     mech_seen: np.ndarray
     terms: M.Outcome | None = None  # the outcome equation's terms (blocks only)
-    retest: "Retest | None" = None  # the second day (when asked for)
+    retest: Retest | None = None  # the second day (when asked for)
 
 
 @dataclass

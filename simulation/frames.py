@@ -74,12 +74,12 @@ def _columns_of(d: Draw) -> dict[str, np.ndarray]:
     return cols
 
 
-def cohort_frame(d: "Draw", sites: "list[Site]") -> pd.DataFrame:
+def cohort_frame(d: Draw, sites: list[Site]) -> pd.DataFrame:
     """The contract frame of a draw: subject_id, site, every predictor, ppt_post_kpa."""
     return _frame(_columns_of(d), len(d.eih), sites)
 
 
-def retest_columns(cols: dict[str, np.ndarray], d: "Draw") -> dict[str, np.ndarray]:
+def retest_columns(cols: dict[str, np.ndarray], d: Draw) -> dict[str, np.ndarray]:
     """The cohort's columns with the second day's baseline PPT, lactate and outcome: same
     people, protocol, site and questionnaires (a re-test within days, as in Aron 2024)."""
     r = d.retest

@@ -99,7 +99,7 @@ class Required:
     def __len__(self) -> int:
         return len(self.cond)
 
-    def with_protocol(self, mod: int, inten: float, dur: float) -> "Required":
+    def with_protocol(self, mod: int, inten: float, dur: float) -> Required:
         n = len(self)
         return Required(
             self.cond, self.sex, self.age, self.nrs, self.ppt, self.cpm, self.pcs, self.tsk, self.pseq,

@@ -21,7 +21,8 @@ from data_contracts.fields import BY_NAME, DEFAULT_THRESHOLD_PCT
 from simulation import model as M
 from simulation import params as P
 from simulation.sites import REFERENCE, SiteEffect, measurement, profile, profile_weights
-from simulation.world import World, world as world_of
+from simulation.world import World
+from simulation.world import world as world_of
 
 _REQUIRED_NUMERIC = {
     "age": "age_years",
@@ -71,7 +72,7 @@ class Observed:
     def __len__(self) -> int:
         return len(self.mech)
 
-    def rows(self, start: int, stop: int) -> "Observed":
+    def rows(self, start: int, stop: int) -> Observed:
         x = M.Required(**{f.name: getattr(self.x, f.name)[start:stop] for f in fields(M.Required)})
         return Observed(x=x, mech=self.mech[start:stop], matrix=self.matrix[start:stop], values=self.values[start:stop])
 
@@ -175,7 +176,7 @@ class Physiology:
         var = f**2 * (self.var + shift_var * self.G**2) + sd_meas**2
         return Predictive(weights=self.weights, means=means, sd=np.sqrt(var))
 
-    def new_site(self) -> "NewSite":
+    def new_site(self) -> NewSite:
         """eih_pct at a new site: a finite mixture over the site profiles (weighted by how
         likely the recorded baseline is under each algometer scale), each with an unknown
         response shift integrated exactly."""
