@@ -1,4 +1,4 @@
-"""Published-versus-simulated check of a cohort against the 13 targets of domain.md.
+"""Published-versus-simulated check of a cohort against the targets of docs/science.md.
 
 Subgroup targets use the cohort's own rows. Targets that need a fixed protocol (4, 5,
 the person-alone R² of 9, the acute BDNF rise of 12, resting lactate of 13) re-evaluate

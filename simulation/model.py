@@ -7,10 +7,12 @@ optional numeric field k. The generative model is
     F | x, m      ~ N(mu_F(x, m), Sigma_F)
     z_k | x, m, F  = c_k(x, m) + Lambda_k . F + psi_k * u_k          (u_k iid N(0, 1))
     value_k        = T_k(z_k)          (strictly monotone, inside the contract range)
-    eih_pct        = b0(x) + w(x) . F + sum_k beta_k(x) z_k + sigma(x) * eps
+    phys           = b0(x) + w(x) . F + sum_k beta_k(x) z_k + sigma * eps
+    eih_pct        = fade_s (phys + shift_s G(p)) + measurement_s(x)     (sites.py)
 
-so given x, m and any subset of the z_k the outcome is exactly Gaussian, and with m
-unknown it is an exact finite mixture (oracle.py).
+so given x, m, the site and any subset of the z_k the outcome is exactly Gaussian, with m
+unknown an exact finite mixture, and at a new site a finite mixture over the site
+profiles too (oracle.py).
 """
 
 from __future__ import annotations

@@ -267,7 +267,8 @@ LACTATE_RISE = {  # log-fold rise of the median at full ramp, by modality
 }
 
 # --------------------------------------------------------------------------------------
-# Outcome: eih_pct = G(p)*R - H(p)*S + RTM + beta_lac*z_lac + sigma*eps
+# Outcome: phys = G(p)*R - H(p)*S + beta_lac*z_lac + sigma*eps; the site layer (sites.py) adds
+# fade, response shift and the two readings' errors (regression to the mean)
 # --------------------------------------------------------------------------------------
 # G: EIH gain of the protocol for a responsive person (% points); H: load sensitivity
 # (% points lost per unit of sensitization S). See model.protocol_terms for the shapes.
