@@ -10,8 +10,8 @@ from scipy.stats import chi2, kstest
 
 from data_contracts.fields import RESPONSES
 from data_contracts.labels import eih_pct, response_codes
-from simulation import simulate
 from simulation import params as P
+from simulation import simulate
 from simulation.cohort import cohort_frame, draw, observed_of, site_effect_rows, sites_for
 from simulation.oracle import physiology
 from simulation.sites import PROFILES, REFERENCE
