@@ -251,11 +251,11 @@ def main() -> None:
     lines = []
     def summarize(mode: str, runs: list[dict]) -> dict:
         whole, chunked = results[f"raw_{mode}_s"], results[f"raw_{mode}_chunked_s"]
-        best = [min(a, b) for a, b in zip(whole, chunked)]  # the faster raw call of each repeat
+        best = [min(a, b) for a, b in zip(whole, chunked, strict=False)]  # the faster raw call of each repeat
         raw_rate = n / np.median(best)
         e2e_rate = n / np.median([x["wall_s"] for x in runs])
         job_rate = n / np.median([x["job_s"] for x in runs])
-        pair = [(n / x["wall_s"]) / (n / t) for x, t in zip(runs, best)]
+        pair = [(n / x["wall_s"]) / (n / t) for x, t in zip(runs, best, strict=False)]
         return {"raw_rows_per_s": raw_rate, "raw_one_call_rows_per_s": n / np.median(whole),
                 "raw_chunked_rows_per_s": n / np.median(chunked), "e2e_rows_per_s": e2e_rate,
                 "job_rows_per_s": job_rate, "scoring_rows_per_s": float(np.median([x["scoring_rows_per_s"] for x in runs])),
@@ -285,7 +285,7 @@ def main() -> None:
               f"({s['ratio_job']:.2f}) | {s['scoring_rows_per_s']:,.0f} | {s['peak_mib']:,.0f} | {s['out_mb']:,.0f} |")
     tab = [t for t in results["tables_chunked_s"] if t is not None]
     if tab:
-        best = [min(a, b) for a, b in zip(results["raw_full_s"], results["raw_full_chunked_s"])]
+        best = [min(a, b) for a, b in zip(results["raw_full_s"], results["raw_full_chunked_s"], strict=False)]
         summary["tables_rows_per_s"] = n / np.median(tab)
         print(f"\nwhere --explain full gains: the service's explainer (exact tables of XGBoost's numbers, "
               f"model_runtime/shap_tables.py, one thread) in process on the same chunks: {n / np.median(tab):,.0f} rows/s = "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import signal
 from pathlib import Path
+from typing import NamedTuple
 
 import typer
 
@@ -21,6 +22,7 @@ class Engine(str, enum.Enum):
 
 
 def register(app: typer.Typer) -> None:
+    """Add `eih score` to the command-line app."""
     app.command("score")(score)
 
 
@@ -79,54 +81,75 @@ def score(
     """
     from rich.console import Console
 
-    from data_contracts.validate import ContractFileError
     from serving import batch
-    from model_runtime.loading import ModelNotAvailable
-    from model_runtime.metadata import ContractVersionError
-
-    console = Console()
-    err = Console(stderr=True)
-
-    def fail(code: int, message: str) -> None:
-        err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
-        raise typer.Exit(code)
 
     if scheduler and engine != Engine.dask:
-        fail(2, "--scheduler needs --engine dask")
+        _fail(2, "--scheduler needs --engine dask")
     if workers and (engine != Engine.dask or scheduler):
-        fail(2, "--workers sets the size of a LocalCluster: use it with --engine dask and no --scheduler")
-
+        _fail(2, "--workers sets the size of a LocalCluster: use it with --engine dask and no --scheduler")
+    options = batch.ScoreOptions(explain=explain.value, top_k=top_k, engine=engine.value, scheduler=scheduler,
+                                 workers=workers, model=model, chunk_rows=chunk_rows, experiment=experiment)
+    console = Console()
     out_path = Path(out)
-    rejects_path = rejects or batch.default_rejects_path(out_path)
-    report_path = report or batch.default_report_path(out_path)
-    try:
-        batch.check_paths(file, out_path, rejects_path, report_path)
-        with console.status("loading the model"):
-            from model_runtime.loading import load_model
+    files = _Files(file, out_path, rejects or batch.default_rejects_path(out_path),
+                   report or batch.default_report_path(out_path))
+    loaded = _load_model(console, files, model)
+    result = _run(console, files, options, loaded, progress)
+    _summary(console, result, loaded)
 
-            loaded = load_model(model)
+
+class _Files(NamedTuple):
+    """The input and the output files of the command, defaults applied."""
+
+    input: Path
+    out: Path
+    rejects: Path
+    report: Path
+
+
+def _fail(code: int, message: str) -> None:
+    """One line on stderr and the exit code (2: could not start, 1: failed midway)."""
+    from rich.console import Console
+
+    Console(stderr=True).print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _load_model(console, files: _Files, model: str | None):
+    """The model, after the files are checked; anything that stops the job from
+    starting exits 2 with one line."""
+    from data_contracts.validate import ContractFileError
+    from model_runtime.loading import ModelNotAvailable, load_model
+    from model_runtime.metadata import ContractVersionError
+    from serving import batch
+
+    try:
+        batch.check_paths(files.input, files.out, files.rejects, files.report)
+        with console.status("loading the model"):
+            return load_model(model)
     except (ContractFileError, ModelNotAvailable, ContractVersionError) as exc:
-        fail(2, str(exc).splitlines()[0])
-        return
+        _fail(2, str(exc).splitlines()[0])
+
+
+def _run(console, files: _Files, options, loaded, progress: bool):
+    """The job under a progress bar; SIGTERM is handled like Ctrl-C while it runs."""
+    from data_contracts.validate import ContractFileError
+    from serving import batch
 
     bar = _Bar(console, enabled=progress)
     previous = _term_as_interrupt()
     try:
         with bar:
-            result = batch.score_file(
-                file, out_path, rejects=rejects_path, report=report_path, explain=explain.value, top_k=top_k,
-                engine=engine.value, scheduler=scheduler, workers=workers, loaded=loaded, chunk_rows=chunk_rows,
-                experiment=experiment, progress=bar.advance, on_total=bar.start,
-            )
+            return batch.score_file(files.input, files.out, options, rejects=files.rejects, report=files.report,
+                                    loaded=loaded, progress=bar)
     except ContractFileError as exc:
-        fail(2, str(exc).splitlines()[0])
+        _fail(2, str(exc).splitlines()[0])
     except batch.BatchError as exc:
-        fail(1, f"{exc}; no output written")
+        _fail(1, f"{exc}; no output written")
     except KeyboardInterrupt:
-        fail(130, "interrupted; no output written")
+        _fail(130, "interrupted; no output written")
     finally:
         _restore_term(previous)
-    _summary(console, result, loaded)
 
 
 class _Bar:
@@ -152,9 +175,11 @@ class _Bar:
         return self.progress.__exit__(*exc)
 
     def start(self, total: int) -> None:
+        """The subject_id pass is done: scoring starts, `total` rows."""
         self.progress.reset(self.task, total=total, rate="-", description="scoring")
 
     def advance(self, n: int, done: int) -> None:
+        """One more chunk written (`n` rows, `done` in all)."""
         self.progress.update(self.task, advance=n)
         speed = self.progress.tasks[0].speed
         self.progress.update(self.task, rate=f"{speed:,.0f}" if speed else "-")
@@ -163,6 +188,7 @@ class _Bar:
 def _term_as_interrupt():
     """SIGTERM (e.g. a batch system's kill) cleans up like Ctrl-C: no partial output left."""
     def handler(signum, frame):
+        """Turn SIGTERM into the KeyboardInterrupt the job cleans up after."""
         raise KeyboardInterrupt
 
     try:

@@ -1,4 +1,4 @@
-"""Batch scoring (`eih score`, serving/batch.py): nothing lost, same numbers as the
+"""Batch scoring (`eih score`, serving/batch/): nothing lost, same numbers as the
 predictor, local and Dask identical, no finished-looking output after a crash, the
 MLflow run and the cohort report.
 
@@ -148,11 +148,46 @@ def _read(path: Path) -> pd.DataFrame:
     return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, dtype={"subject_id": "str"})
 
 
-def _score(env, tmp_path, src="csv", out="scores.parquet", **kw):
-    kw.setdefault("chunk_rows", CHUNK)
-    kw.setdefault("log_mlflow", False)
-    kw.setdefault("report", False)
-    return batch.score_file(getattr(env, src), tmp_path / out, loaded=env.loaded, **kw)
+def _score(env, tmp_path, src="csv", out="scores.parquet", report=False, client=None, **options):
+    """`score_file` with the test defaults: CHUNK rows per chunk, no MLflow run, no report."""
+    options.setdefault("chunk_rows", CHUNK)
+    options.setdefault("log_mlflow", False)
+    return batch.score_file(getattr(env, src), tmp_path / out, batch.ScoreOptions(**options), report=report,
+                            loaded=env.loaded, client=client)
+
+
+@pytest.fixture
+def fail_chunk(monkeypatch):
+    """`fail_chunk(i)` makes chunk i fail with a BatchError naming it, through the seam
+    `serving.batch.chunk._chunk_hook`: in this process, and with `client=` on every
+    Dask worker too (set back to a no-op when the test ends)."""
+    from serving.batch import chunk
+
+    def on_workers(index):  # nested, so Dask sends it by value
+        from serving.batch import BatchError
+        from serving.batch import chunk as worker_chunk
+
+        def hook(i):
+            if index is not None and i == index:
+                raise BatchError(f"injected fault in chunk {i}")
+
+        worker_chunk._chunk_hook = hook
+
+    armed = []
+
+    def arm(index: int, client=None) -> None:
+        def hook(i):
+            if i == index:
+                raise batch.BatchError(f"injected fault in chunk {i}")
+
+        monkeypatch.setattr(chunk, "_chunk_hook", hook)
+        if client is not None:
+            client.run(on_workers, index)
+            armed.append(client)
+
+    yield arm
+    for client in armed:
+        client.run(on_workers, None)
 
 
 def _whole_file_report(path: Path):
@@ -215,13 +250,19 @@ def test_scan_ids_finds_duplicates_across_chunks(tmp_path):
     assert n == 10 and len(dups) == 0
 
 
+def test_options_are_checked_when_built():
+    for bad in ({"explain": "some"}, {"engine": "spark"}, {"top_k": 0}, {"chunk_rows": 0}):
+        with pytest.raises(ValueError):
+            batch.ScoreOptions(**bad)
+
+
 def test_all_rows_rejected_gives_empty_output(batch_env, tmp_path):
     df = batch_env.cohort.iloc[:50].copy()
     df["age_years"] = 5.0
     src = tmp_path / "allbad.parquet"
     df.to_parquet(src, index=False)
-    res = batch.score_file(src, tmp_path / "o.csv", loaded=batch_env.loaded, log_mlflow=False, report=False,
-                           explain="full", chunk_rows=20)
+    options = batch.ScoreOptions(log_mlflow=False, explain="full", chunk_rows=20)
+    res = batch.score_file(src, tmp_path / "o.csv", options, loaded=batch_env.loaded, report=False)
     assert (res.rows_read, res.rows_scored, res.rows_rejected) == (50, 0, 50)
     out = pd.read_csv(res.out)
     assert len(out) == 0 and list(out.columns)[:6] == ["subject_id", "p_hypoalgesia", "p_no_change", "p_hyperalgesia",
@@ -284,8 +325,9 @@ def test_one_record_equals_predict_and_explain(batch_env, tmp_path):
     src = tmp_path / "one.csv"
     pd.DataFrame([EXAMPLE_RECORD]).to_csv(src, index=False)
     for explain in ("full", "top"):
-        res = batch.score_file(src, tmp_path / f"one_{explain}.parquet", loaded=batch_env.loaded, log_mlflow=False,
-                               report=False, explain=explain, top_k=3)
+        res = batch.score_file(src, tmp_path / f"one_{explain}.parquet",
+                               batch.ScoreOptions(log_mlflow=False, explain=explain, top_k=3), loaded=batch_env.loaded,
+                               report=False)
         row = pd.read_parquet(res.out).iloc[0]
         P, ex = batch_env.predictor.predict_and_explain(validate_frame(pd.read_csv(src)).valid)
         assert [row[f"p_{r}"] for r in RESPONSES] == list(P[0])
@@ -331,23 +373,26 @@ def test_results_do_not_depend_on_chunk_size(batch_env, scored, tmp_path):
 # ------------------------------------------------------------------------------------
 # crashes leave nothing that looks finished
 # ------------------------------------------------------------------------------------
-def test_injected_fault_leaves_no_output(batch_env, tmp_path, mlflow_store):
+def test_injected_fault_leaves_no_output(batch_env, tmp_path, mlflow_store, fail_chunk):
     from mlflow import MlflowClient
 
+    fail_chunk(2)
     with pytest.raises(batch.BatchError, match="injected fault in chunk 2"):
-        batch.score_file(batch_env.csv, tmp_path / "s.parquet", rejects=tmp_path / "r.csv", loaded=batch_env.loaded,
-                         chunk_rows=CHUNK, explain="full", fault_at_chunk=2, experiment="eih-batch-test")
+        batch.score_file(batch_env.csv, tmp_path / "s.parquet",
+                         batch.ScoreOptions(chunk_rows=CHUNK, explain="full", experiment="eih-batch-test"),
+                         rejects=tmp_path / "r.csv", loaded=batch_env.loaded)
     assert sorted(p.name for p in tmp_path.iterdir()) == []
     runs = MlflowClient().search_runs([MlflowClient().get_experiment_by_name("eih-batch-test").experiment_id],
                                       order_by=["attributes.start_time DESC"], max_results=1)
     assert runs[0].info.status == "FAILED"
 
 
-def test_fault_keeps_an_earlier_complete_output_untouched(batch_env, tmp_path):
+def test_fault_keeps_an_earlier_complete_output_untouched(batch_env, tmp_path, fail_chunk):
     out = tmp_path / "s.parquet"
     out.write_bytes(b"an earlier, complete result")
+    fail_chunk(1)
     with pytest.raises(batch.BatchError):
-        _score(batch_env, tmp_path, src="parquet", out="s.parquet", explain="full", fault_at_chunk=1)
+        _score(batch_env, tmp_path, src="parquet", out="s.parquet", explain="full")
     assert out.read_bytes() == b"an earlier, complete result"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.parquet"]
 
@@ -389,8 +434,8 @@ def test_drift_is_flagged_for_a_shifted_cohort(batch_env, scored, tmp_path):
     df["cpm_pct"] = (df["cpm_pct"] + 60).clip(upper=300)
     src = tmp_path / "shifted.parquet"
     df.to_parquet(src, index=False)
-    res = batch.score_file(src, tmp_path / "o.parquet", loaded=batch_env.loaded, log_mlflow=False, report=False,
-                           explain="top")
+    res = batch.score_file(src, tmp_path / "o.parquet", batch.ScoreOptions(log_mlflow=False, explain="top"),
+                           loaded=batch_env.loaded, report=False)
     flagged = set(res.drift_flags)
     assert "cpm_pct" in flagged
     assert any(name.endswith("__cpm_pct") for name in flagged)  # its attributions drift too
@@ -499,10 +544,11 @@ def test_dask_output_identical_to_local(batch_env, scored, tmp_path, dask_client
 
 
 @pytest.mark.slow
-def test_dask_worker_fault_leaves_no_output(batch_env, tmp_path, dask_client):
+def test_dask_worker_fault_leaves_no_output(batch_env, tmp_path, dask_client, fail_chunk):
+    fail_chunk(3, client=dask_client)
     with pytest.raises(batch.BatchError, match="injected fault in chunk 3"):
         _score(batch_env, tmp_path, src="parquet", out="s.parquet", engine="dask", client=dask_client,
-               explain="top", fault_at_chunk=3)
+               explain="top")
     assert list(tmp_path.iterdir()) == []
 
 
