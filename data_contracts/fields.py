@@ -175,7 +175,8 @@ FIELDS: tuple[Field, ...] = (
         hints=(UnitHint("at_or_below", 1, "looks like a fraction (multiply by 100)"),),
         label="Exercise intensity",
         bands=(
-            Band("below the ~50 % threshold for aerobic EIH", below=50, modalities=("aerobic", "hiit", "mind_body")),
+            # 50 % of VO2max, the published aerobic threshold, is ~69 % of HRmax (Swain et al. 1994)
+            Band("below the ~69 % HRmax threshold for aerobic EIH", below=69, modalities=("aerobic",)),
             Band("moderate intensity", below=80),
             Band("high intensity"),
         ),

@@ -268,7 +268,7 @@ def iter_table(
     `columns` (contract names) reads only those columns, e.g. `["subject_id"]` for a
     first pass over the ids. `notify` as in `read_table`, called before the first chunk.
     """
-    header = require_columns(path)
+    header = require_columns(path) if columns is None else read_header(path)  # a subset needs only itself
     p = Path(path)
     for line in header.notices if notify is not None else ():
         notify(line)

@@ -26,12 +26,13 @@ import xgboost as xgb
 from features.derived import DERIVED
 from features.pipeline import ContractFeatures
 from model_runtime.interpret import InputChecks, risk_level
-from model_runtime.links import ORDINAL, margins_to_proba
+from model_runtime.links import ORDINAL, ORDINAL_OUTPUT, margins_to_proba
 from model_runtime.matrix import ModelMatrix
 from model_runtime.metadata import ModelMeta
 from model_runtime.shap_tables import ShapTables
 
 BOOSTER_FILE = "booster.ubj"
+EXTRA_BOOSTER_FILE = "booster_{}.ubj"  # the second and later boosters of a model
 META_FILE = "meta.json"
 
 
@@ -45,14 +46,21 @@ class Explanation:
     outputs: tuple[str, ...]
     fields: tuple[str, ...]
 
+    def reasons(self) -> np.ndarray:
+        """The contributions the reasons speak of, (n, K', F): the expected change alone for
+        models whose first output is the change (the spread is explained apart), else every
+        class margin."""
+        return self.contributions[:, :1, :] if self.outputs[0] == ORDINAL_OUTPUT else self.contributions
+
 
 class EIHPredictor:
     """Predict and explain for contract records. Build from a booster and its `ModelMeta`,
     or `load` a saved directory."""
 
-    def __init__(self, booster: xgb.Booster, meta: ModelMeta):
+    def __init__(self, booster: xgb.Booster | Sequence[xgb.Booster], meta: ModelMeta):
         meta.check_contract()
-        self.booster = booster
+        self.boosters: tuple[xgb.Booster, ...] = (booster,) if isinstance(booster, xgb.Booster) else tuple(booster)
+        self.booster = self.boosters[0]  # the expected change (or the class margins)
         self.meta = meta
         self.fields: tuple[str, ...] = tuple(meta.features)
         self.outputs: tuple[str, ...] = tuple(meta.outputs)
@@ -62,18 +70,18 @@ class EIHPredictor:
             raise ValueError("derived features must come after the contract fields in the model's feature list")
         self.inputs: tuple[str, ...] = inputs  # the contract fields the model reads
         self.features = ContractFeatures(predictors=inputs, derived=derived).fit(None)
-        names = booster.feature_names
-        if names is not None and tuple(names) != self.fields:
-            raise ValueError("booster feature names differ from the model's feature list")
+        for b in self.boosters:
+            if b.feature_names is not None and tuple(b.feature_names) != self.fields:
+                raise ValueError("booster feature names differ from the model's feature list")
         self.link: str = meta.link
         self.sigma = meta.sigma if self.link == ORDINAL else None
-        self.temperature = float(meta.calibration.temperature)
+        self.temperature = meta.calibration.temperature_array(len(self.outputs))
         self.bias = meta.calibration.bias_array(len(self.outputs))
         self.builder = ModelMatrix(self.fields, len(inputs), self.features.categories_)
         self.checks = InputChecks(self.fields, inputs, meta.reference, self.features.categories_)
-        self._feature_types = list(booster.feature_types or self.builder.feature_types())
+        self._feature_types = list(self.booster.feature_types or self.builder.feature_types())
         self._nthread = -1
-        self._tables: ShapTables | None | bool = False  # False: not built yet
+        self._tables: list[ShapTables] | None | bool = False  # False: not built yet
 
     # ---- persistence -------------------------------------------------------------
     @classmethod
@@ -81,17 +89,38 @@ class EIHPredictor:
         """Load a directory written by `save`."""
         d = Path(directory)
         meta = ModelMeta.from_json((d / META_FILE).read_text())
-        booster = xgb.Booster()
-        booster.load_model(str(d / BOOSTER_FILE))
-        return cls(booster, meta)
+        names = [BOOSTER_FILE] + [EXTRA_BOOSTER_FILE.format(k) for k in range(1, int(meta.extra.get("n_boosters", 1)))]
+        boosters = []
+        for name in names:
+            b = xgb.Booster()
+            b.load_model(str(d / name))
+            boosters.append(b)
+        return cls(boosters, meta)
 
     def save(self, directory: str | Path) -> Path:
         """Write the booster and meta.json to `directory`."""
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        self.booster.save_model(str(d / BOOSTER_FILE))
+        for k, b in enumerate(self.boosters):
+            b.save_model(str(d / (EXTRA_BOOSTER_FILE.format(k) if k else BOOSTER_FILE)))
+        if len(self.boosters) > 1:
+            self.meta.extra["n_boosters"] = len(self.boosters)
         (d / META_FILE).write_text(self.meta.to_json())
         return d
+
+    def to_payload(self) -> dict:
+        """The model as plain bytes and text (boosters in UBJ, meta.json), for another process."""
+        return {"boosters": [bytes(b.save_raw("ubj")) for b in self.boosters], "meta": self.meta.to_json()}
+
+    @classmethod
+    def from_payload(cls, payload: dict) -> EIHPredictor:
+        """Inverse of `to_payload`."""
+        boosters = []
+        for raw in payload["boosters"]:
+            b = xgb.Booster()
+            b.load_model(bytearray(raw))
+            boosters.append(b)
+        return cls(boosters, ModelMeta.from_json(payload["meta"]))
 
     # ---- properties --------------------------------------------------------------
     @property
@@ -108,7 +137,8 @@ class EIHPredictor:
 
     def set_threads(self, n: int) -> None:
         """Threads for prediction and for building the DMatrix (default: all cores)."""
-        self.booster.set_param({"nthread": int(n)})
+        for b in self.boosters:
+            b.set_param({"nthread": int(n)})
         self._nthread = int(n)
 
     # ---- prediction --------------------------------------------------------------
@@ -122,7 +152,8 @@ class EIHPredictor:
 
     def raw_margins(self, X: pd.DataFrame) -> np.ndarray:
         """Uncalibrated margins of a feature frame."""
-        return self.booster.predict(self._dmatrix(X), output_margin=True, validate_features=True)
+        dm = self._dmatrix(X)
+        return self._stack([b.predict(dm, output_margin=True, validate_features=True) for b in self.boosters], len(X))
 
     def margins_of(self, X: pd.DataFrame) -> np.ndarray:
         """Calibrated margins (n, K) of a feature frame built by `transform`."""
@@ -141,19 +172,37 @@ class EIHPredictor:
         return self.proba(self.margins(df))
 
     # ---- explanation -------------------------------------------------------------
-    def shap_tables(self) -> ShapTables | None:
-        """The table explainer of this booster (built once), or None if its trees are too deep."""
+    def _all_tables(self) -> list[ShapTables] | None:
+        """One table explainer per booster (built once), or None if any booster's trees are too deep."""
         if self._tables is False:
-            self._tables = ShapTables.build(self.booster, self._feature_types, self.builder.n_categories())
+            built = [ShapTables.build(b, self._feature_types, self.builder.n_categories()) for b in self.boosters]
+            self._tables = None if any(t is None for t in built) else built
         return self._tables
+
+    def shap_tables(self) -> ShapTables | None:
+        """The table explainer of the first booster, or None when the model is explained by XGBoost."""
+        tables = self._all_tables()
+        return tables[0] if tables else None
+
+    @staticmethod
+    def _stack(parts: list[np.ndarray], n: int) -> np.ndarray:
+        """Per-booster margins -> (n, K), outputs in booster order."""
+        return np.hstack([np.asarray(p).reshape(n, -1) for p in parts])
+
+    @staticmethod
+    def _stack_contrib(parts: list[np.ndarray]) -> np.ndarray:
+        """Per-booster contributions -> (n, K, F + 1), outputs in booster order."""
+        return np.concatenate([p if p.ndim == 3 else p[:, None, :] for p in parts], axis=1)
 
     def explain_features(self, X: pd.DataFrame) -> Explanation:
         """`explain` for a feature frame built by `transform` (the batch scorer transforms once)."""
-        tables = self.shap_tables()
+        tables = self._all_tables()
         if tables is not None:
-            return self._explanation(tables.contributions(self.builder.from_frame(X)))
-        contrib = self.booster.predict(self._dmatrix(X), pred_contribs=True, validate_features=True)
-        return self._explanation(contrib)
+            M = self.builder.from_frame(X)
+            return self._explanation(self._stack_contrib([t.contributions(M) for t in tables]))
+        dm = self._dmatrix(X)
+        return self._explanation(self._stack_contrib(
+            [b.predict(dm, pred_contribs=True, validate_features=True) for b in self.boosters]))
 
     def explain(self, df: pd.DataFrame) -> Explanation:
         """Exact contributions of a contract frame."""
@@ -163,14 +212,15 @@ class EIHPredictor:
         """`explain` for a model matrix (same values, without pandas)."""
         if X.ndim != 2 or X.shape[1] != len(self.fields):
             raise ValueError("feature matrix does not have one column per model field")
-        tables = self.shap_tables()
+        tables = self._all_tables()
         if tables is not None:
-            return self._explanation(tables.contributions(X))
+            return self._explanation(self._stack_contrib([t.contributions(X) for t in tables]))
         dm = xgb.DMatrix(X, feature_names=list(self.fields), feature_types=self._feature_types,
                          enable_categorical=True, nthread=1)
         # the columns are in self.fields order by construction, and __init__ checked that the
-        # booster's feature names are self.fields: XGBoost's own name check would only cost time
-        return self._explanation(self.booster.predict(dm, pred_contribs=True, validate_features=False))
+        # boosters' feature names are self.fields: XGBoost's own name check would only cost time
+        return self._explanation(self._stack_contrib(
+            [b.predict(dm, pred_contribs=True, validate_features=False) for b in self.boosters]))
 
     def explain_records(self, records: Sequence[Mapping]) -> Explanation:
         """Exact contributions of parsed contract records."""
@@ -180,11 +230,13 @@ class EIHPredictor:
         # XGBoost returns float32; in float64 the served margins equal base + sum(contributions)
         # to 1e-15 rather than 1e-7 (a client re-adding the JSON values must get the margin back)
         contrib = np.asarray(contrib, dtype="float64")
-        if contrib.ndim == 2:  # single output model: (n, F+1)
-            contrib = contrib[:, None, :]
-        contributions = contrib[:, :, :-1] / self.temperature
+        contributions = contrib[:, :, :-1] / self.temperature[None, :, None]
         base = contrib[:, :, -1] / self.temperature + self.bias
-        margins = base + contributions.sum(axis=2)
+        # field by field in a fixed order: numpy's sum over an axis may pair terms differently
+        # for different batch shapes, and a record must get the same bits alone or in a batch
+        margins = base.copy()
+        for j in range(contributions.shape[2]):
+            margins += contributions[:, :, j]
         return Explanation(margins, base, contributions, self.outputs, self.fields)
 
     def predict_and_explain(self, df: pd.DataFrame) -> tuple[np.ndarray, Explanation]:

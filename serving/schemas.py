@@ -79,11 +79,14 @@ class Metadata(BaseModel):
     model_config = ConfigDict(protected_namespaces=())
     model: ServedModel
     service_contract_version: str
-    outputs: list[str] = Field(description="the model's outputs: `eih_pct` (ordinal model: the expected change of the "
-                               "pain threshold, %) or the three class margins")
-    link: str = Field(description="`ordinal_normal` or `softmax`: how the outputs become the class probabilities")
-    residual_sigma_pct: float | None = Field(None, description="ordinal model: spread of the measured change around "
-                                             "the expected one (%-points)")
+    outputs: list[str] = Field(description="the model's outputs: `eih_pct` (the expected change of the pain threshold, "
+                               "%), `log_sd` (distributional model: the log of this person's spread of the measured "
+                               "change around it, %-points) or the three class margins")
+    link: str = Field(description="`normal_spread`, `ordinal_normal` or `softmax`: how the outputs become the class "
+                      "probabilities")
+    residual_sigma_pct: float | None = Field(None, description="ordinal model: one spread of the measured change around "
+                                             "the expected one for everyone (%-points); null when the spread is "
+                                             "per person (`log_sd`)")
     features: list[str]
     risk_cutoffs: dict[str, float]
     training_metrics: dict[str, float]

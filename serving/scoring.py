@@ -64,7 +64,7 @@ class Scorer:
         start = 0
         predict_rows = any(job.kind == "predict" for job in jobs)
         if predict_rows:
-            tops = top_contributions(records, p.fields, ex.contributions, self.top_k, values=X)
+            tops = top_contributions(records, p.fields, ex.reasons(), self.top_k, values=X)
             missing = p.missing_optional_matrix(X)
             warnings = p.range_warnings_matrix(X)
             risk = p.risk_level(P[:, self._hyper])

@@ -118,8 +118,8 @@ def test_metadata(server):
     assert meta.model.contract_version == meta.service_contract_version == "1.0"
     assert meta.model.label_threshold_pct == 10.0
     # the contract fields, then the derived dose feature (features/derived.py)
-    assert meta.features == list(PREDICTORS) + [EXERCISE_DOSE] and meta.outputs == ["eih_pct"]
-    assert meta.link == "ordinal_normal" and 5 < meta.residual_sigma_pct < 40
+    assert meta.features == list(PREDICTORS) + [EXERCISE_DOSE] and meta.outputs == ["eih_pct", "log_sd"]
+    assert meta.link == "normal_spread" and meta.residual_sigma_pct is None
     assert "test_log_loss" in meta.training_metrics and set(meta.risk_cutoffs) == {"moderate", "high"}
 
 
@@ -157,12 +157,13 @@ def test_explain_is_additive_and_explains_the_served_probabilities(server, cohor
     meta = server.client.get("/metadata").json()
     for rec, e, p in zip(records, body.explanations, pred):
         assert e.subject_id == rec["subject_id"] == p["subject_id"]
-        assert set(e.margins) == set(e.base_values) == set(e.contributions) == {"eih_pct"}
-        assert set(e.contributions["eih_pct"]) == set(PREDICTORS) | {EXERCISE_DOSE}
+        assert set(e.margins) == set(e.base_values) == set(e.contributions) == {"eih_pct", "log_sd"}
+        for o in ("eih_pct", "log_sd"):
+            assert set(e.contributions[o]) == set(PREDICTORS) | {EXERCISE_DOSE}
+            assert abs(e.base_values[o] + sum(e.contributions[o].values()) - e.margins[o]) < 1e-9
+        # the documented link: eih_pct ~ Normal(margin, exp(log_sd)), hypoalgesia beyond +t, hyperalgesia beyond -t
         m = e.margins["eih_pct"]
-        assert abs(e.base_values["eih_pct"] + sum(e.contributions["eih_pct"].values()) - m) < 1e-9
-        # the documented link: eih_pct ~ Normal(margin, sigma), hypoalgesia beyond +t, hyperalgesia beyond -t
-        t, sigma = meta["model"]["label_threshold_pct"], meta["residual_sigma_pct"]
+        t, sigma = meta["model"]["label_threshold_pct"], np.exp(e.margins["log_sd"])
         expected = [1 - norm.cdf((t - m) / sigma), norm.cdf((t - m) / sigma) - norm.cdf((-t - m) / sigma),
                     norm.cdf((-t - m) / sigma)]
         assert np.allclose(expected, [p["probabilities"][o] for o in RESPONSES], atol=1e-12)

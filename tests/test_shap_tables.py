@@ -159,13 +159,22 @@ def test_a_category_code_outside_the_model_is_refused(data):
             tables.contributions(rows)
 
 
+def _one_output(meta):
+    """The champion's metadata for a one-output (expected change) booster."""
+    from dataclasses import replace
+
+    from model_runtime.links import ORDINAL, MarginCalibration
+
+    return replace(meta, outputs=("eih_pct",), link=ORDINAL, calibration=MarginCalibration(1.25, (0.5,), 17.0, True))
+
+
 def test_predictor_explains_with_tables_and_falls_back_for_deep_trees(trained_model, data):
     """EIHPredictor uses the tables when it can (same numbers as XGBoost to 1e-5, a record
     gets the same bits alone and in a batch) and XGBoost's call when it cannot."""
     from model_runtime.loading import load_model
 
     X, M, _, _ = data
-    meta = load_model(trained_model.uri).predictor.meta
+    meta = _one_output(load_model(trained_model.uri).predictor.meta)
     for depth, tabulated in ((3, True), (6, False)):
         pred = EIHPredictor(_booster(data, depth, rounds=12), meta)
         assert (pred.shap_tables() is not None) is tabulated
@@ -217,7 +226,7 @@ def test_predictor_recodes_categories_by_name_like_xgboost(trained_model, data):
     from model_runtime.loading import load_model
 
     X, _, _, _ = data
-    pred = EIHPredictor(_booster(data, 3, rounds=12), load_model(trained_model.uri).predictor.meta)
+    pred = EIHPredictor(_booster(data, 3, rounds=12), _one_output(load_model(trained_model.uri).predictor.meta))
     assert pred.shap_tables() is not None
     frame = X.iloc[:200].copy()
     col = frame["pain_condition"]

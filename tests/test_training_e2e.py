@@ -35,8 +35,8 @@ def test_run_metrics_tags_params_and_dataset(trained_model, client):
         assert key in m, key
     assert run.data.tags["contract_version"] == CONTRACT_VERSION
     assert run.data.tags["label_threshold_pct"] == "10"
-    assert run.data.params["n_trials"] == "3" and run.data.params["model"] == "ordinal"
-    assert 5 < m["residual_sigma_pct"] < 40  # the ordinal model's spread of eih_pct around its expectation (%-points)
+    assert run.data.params["n_trials"] == "3" and run.data.params["model"] == "distributional"
+    assert m["spread_rounds"] >= 1 and "residual_sigma_pct" not in m  # each person has a spread of their own
     assert int(run.data.params["n_train"]) + int(run.data.params["n_test"]) == int(run.data.params["n_rows"])
     lo, hi = m["test_log_loss_ci_low"], m["test_log_loss_ci_high"]
     assert lo < m["test_log_loss"] < hi
@@ -115,10 +115,12 @@ def test_pyfunc_and_predictor_agree_and_explanations_are_exact(trained_model):
 
     X = pred.transform(df)  # native categoricals need a DMatrix that says so
     sv = np.asarray(shap.TreeExplainer(pred.booster).shap_values(xgb.DMatrix(X, enable_categorical=True)))
-    # the ordinal model: one output; one column per contract predictor plus the derived dose
-    assert pred.outputs == ("eih_pct",) and sv.shape == (len(df), len(PREDICTORS) + 1)
+    # the expected change's booster: one column per contract predictor plus the derived dose
+    assert pred.outputs == ("eih_pct", "log_sd") and sv.shape == (len(df), len(PREDICTORS) + 1)
     assert pred.fields == PREDICTORS + (EXERCISE_DOSE,)
-    assert np.abs(sv / pred.temperature - ex.contributions[:, 0, :]).max() < 1e-4
+    assert np.abs(sv / pred.temperature[0] - ex.contributions[:, 0, :]).max() < 1e-4
+    sv_spread = np.asarray(shap.TreeExplainer(pred.boosters[1]).shap_values(xgb.DMatrix(X, enable_categorical=True)))
+    assert np.abs(sv_spread / pred.temperature[1] - ex.contributions[:, 1, :]).max() < 1e-4
 
 
 def test_same_data_and_seed_give_same_metrics(trained_model, tmp_path):
@@ -194,7 +196,7 @@ def test_cli_train_rejects_bad_input(tmp_path, cli_runner):
     r = cli_runner.invoke(app, ["train", "--data", str(tmp_path / "missing.parquet")])
     assert r.exit_code == 2 and "no such file" in r.output
     r = cli_runner.invoke(app, ["train", "--data", str(no_outcome), "--model", "forest"])
-    assert r.exit_code == 2 and "model must be one of ordinal, multiclass" in r.output
+    assert r.exit_code == 2 and "model must be one of distributional, ordinal, multiclass" in r.output
 
 
 def test_multiclass_kind_trains_a_softmax_model_with_exact_explanations(trained_model, client):

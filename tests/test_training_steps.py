@@ -50,13 +50,36 @@ def test_the_chain_trains_in_memory_without_a_tracking_store(cohort, monkeypatch
 
 
 @pytest.mark.slow
-def test_calibrated_step_exposes_the_runtime_calibration(cohort):
+@pytest.mark.parametrize(("model", "n_margins", "extra"), [("ordinal", 1, "residual_sigma_pct"),
+                                                         ("distributional", 2, "spread_rounds")])
+def test_calibrated_step_exposes_the_runtime_calibration(cohort, model, n_margins, extra):
     valid, y, _ = cohort
-    cfg = TrainConfig(n_trials=1, cv_folds=3, bootstrap=20, max_rounds=80)
+    cfg = TrainConfig(n_trials=1, cv_folds=3, bootstrap=20, max_rounds=80, model=model)
     prep = steps.prepare(valid, y, cfg, seed=2)
     found = steps.search(prep, cfg, 2)
     calib = steps.calibrate(prep, found.chosen, cfg, 2)
     rt = calib.runtime()
-    assert rt.applied == calib.applied and rt.sigma == pytest.approx(calib.cal.sigma)
-    assert calib.oof.shape == (len(prep.tr), 1)
-    assert set(calib.metrics()) >= {"oof_log_loss_uncalibrated", "oof_ece_calibrated", "residual_sigma_pct"}
+    assert rt.applied == calib.applied and calib.oof.shape == (len(prep.tr), n_margins)
+    assert set(calib.metrics()) >= {"oof_log_loss_uncalibrated", "oof_ece_calibrated", extra}
+    if model == "ordinal":
+        assert rt.sigma == pytest.approx(calib.cal.sigma)
+    else:  # one temperature per output; the spread's map is always fitted
+        assert rt.sigma is None and len(rt.temperature) == 2 and calib.spread.n_rounds >= 1
+        assert calib.cal.log_loss_after <= calib.fitted.log_loss_before + 1e-12
+
+
+@pytest.mark.slow
+def test_the_distributional_model_gives_each_person_a_spread(cohort):
+    valid, y, _ = cohort
+    cfg = TrainConfig(n_trials=1, cv_folds=3, bootstrap=20, max_rounds=80)
+    prep = steps.prepare(valid, y, cfg, seed=4)
+    trained = steps.run_steps(prep, cfg, 4)
+    pred = trained.predictor
+    assert pred.outputs == ("eih_pct", "log_sd") and len(pred.boosters) == 2
+    ex = pred.explain(valid.iloc[:200])
+    # exact for both outputs: base + contributions = calibrated margin, and the margins give the probabilities
+    assert np.allclose(ex.base + ex.contributions.sum(axis=2), pred.margins(valid.iloc[:200]), atol=1e-6)
+    sd = np.exp(ex.margins[:, 1])
+    assert sd.min() > 3 and sd.max() < 80 and sd.std() > 0  # per person, in %-points
+    assert np.allclose(pred.proba(ex.margins), pred.predict_proba(valid.iloc[:200]), atol=1e-6)
+    assert ex.reasons().shape == (200, 1, len(pred.fields))

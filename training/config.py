@@ -16,7 +16,7 @@ from features.derived import EXERCISE_DOSE, check_names
 class SearchSpace:
     """(low, high) bounds of each hyper-parameter the search draws."""
 
-    max_depth: tuple[int, int] = (2, 5)
+    max_depth: tuple[int, int] = (2, 6)
     learning_rate: tuple[float, float] = (0.04, 0.3)
     min_child_weight: tuple[float, float] = (1.0, 64.0)
     subsample: tuple[float, float] = (0.6, 1.0)
@@ -30,9 +30,11 @@ class TrainConfig:
     """The settings of one training run (defaults here; `load_config` applies overrides)."""
 
     label_threshold_pct: float = DEFAULT_THRESHOLD_PCT
-    model: str = "ordinal"
-    """`ordinal`: XGBoost regression of the measured eih_pct, class probabilities from a normal
-    residual fitted out of fold (one output: uses the continuous outcome, not only its label).
+    model: str = "distributional"
+    """`distributional`: XGBoost regression of the measured eih_pct and a second booster for
+    the spread of the measured change around it (fitted to out-of-fold squared residuals),
+    class probabilities from that person's normal distribution.
+    `ordinal`: the same expected change with one spread for everyone.
     `multiclass`: one softmax margin per response class, fitted to the labels."""
     derived_features: tuple[str, ...] = (EXERCISE_DOSE,)
     """Derived features added after the contract fields (features/derived.py); [] for the contract fields only."""
@@ -41,8 +43,15 @@ class TrainConfig:
     n_trials: int = 30
     max_rounds: int = 800
     early_stopping_rounds: int = 40
-    cost_tolerance: float = 0.01
-    """Among candidates within this relative margin of the best CV log-loss, take the cheapest to explain."""
+    cost_tolerance: float = 0.0
+    """Among candidates within this relative margin of the best CV log-loss, take the cheapest to
+    explain (0: the best CV log-loss wins; explanation cost is reported, not traded)."""
+    spread_max_depth: int = 3
+    spread_learning_rate: float = 0.03
+    spread_min_child_weight: float = 30.0
+    spread_max_rounds: int = 400
+    """The spread booster (distributional model): shallow, slow and strongly regularized,
+    because the spread carries far less signal than the mean; rounds by early stopping."""
     calibration_min_gain: float = 0.0005
     """Apply the temperature/bias correction only if it lowers out-of-fold log-loss by at least this much."""
     bootstrap: int = 200
@@ -53,7 +62,13 @@ class TrainConfig:
 
     @property
     def ordinal(self) -> bool:
-        return self.model == "ordinal"
+        """Whether the booster learns the measured change (ordinal and distributional models)."""
+        return self.model in ("ordinal", "distributional")
+
+    @property
+    def distributional(self) -> bool:
+        """Whether the spread of the change has a booster of its own."""
+        return self.model == "distributional"
 
     def flat(self) -> dict:
         """The config as flat MLflow parameters: derived_features joined by commas ("none" when
@@ -65,7 +80,7 @@ class TrainConfig:
         return d
 
 
-MODEL_KINDS = ("ordinal", "multiclass")
+MODEL_KINDS = ("distributional", "ordinal", "multiclass")
 
 
 def load_config(path: str | Path | None = None, **overrides) -> TrainConfig:

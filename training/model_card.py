@@ -7,7 +7,7 @@ import pandas as pd
 
 from data_contracts.fields import BY_NAME, CONTRACT_VERSION, RESPONSES
 from features.derived import DERIVED
-from model_runtime.links import ORDINAL
+from model_runtime.links import NORMAL_SPREAD, ORDINAL
 
 
 def _fmt(metrics: dict, key: str, intervals: dict | None = None, ikey: str | None = None) -> str:
@@ -21,7 +21,7 @@ def _fmt(metrics: dict, key: str, intervals: dict | None = None, ikey: str | Non
 
 
 def model_card(*, name, cfg, metrics, intervals, subgroups: pd.DataFrame, meta, split, n_rows, dropped, data_name,
-               synthetic: bool, confusion: np.ndarray) -> str:
+               synthetic: bool, confusion: np.ndarray, calibration_cells: pd.DataFrame | None = None) -> str:
     """The card as markdown: intended use, data, outcome, predictors, missing data, model,
     test-split performance (with bootstrap CIs, baselines and the oracle when known),
     subgroups and limitations. `metrics` are the run's flat metrics (`test_*`, `baseline_*`,
@@ -44,6 +44,8 @@ def model_card(*, name, cfg, metrics, intervals, subgroups: pd.DataFrame, meta, 
         *_performance(metrics, intervals, confusion),
         "",
         *_subgroups(subgroups),
+        "",
+        *_subgroup_calibration(calibration_cells),
         "",
         *_limitations(),
     ]
@@ -107,20 +109,36 @@ def _missing_data(meta) -> list[str]:
     ]
 
 
+def _model_kind(meta) -> str:
+    shape = meta.model_shape
+    head = f"depth {shape['max_depth']}, {shape['n_rounds']} rounds"
+    if meta.link == NORMAL_SPREAD:
+        return (f"XGBoost regression of the measured eih_pct ({head}) and a second XGBoost model of the spread of the"
+                f" measured change around it (gamma regression of out-of-fold squared residuals, depth"
+                f" {shape.get('spread_max_depth')}, {shape.get('spread_n_rounds')} rounds): each person's class"
+                " probabilities are those of eih_pct ~ Normal(expected change, that person's spread) beyond the"
+                " +/- threshold. Explanations are in %-points of the expected change (positive = toward hypoalgesia)"
+                " and in log-units of the spread (positive = more uncertain).")
+    if meta.link == ORDINAL:
+        return (f"XGBoost regression of the measured eih_pct (ordinal model), {head}; the class probabilities are those"
+                " of eih_pct ~ Normal(prediction, sigma) beyond the +/- threshold, with one residual spread sigma ="
+                f" {meta.sigma if meta.sigma is not None else float('nan'):.1f} %-points for everyone, fitted out of"
+                " fold. Explanations are in %-points of the expected change (positive = toward hypoalgesia).")
+    return f"XGBoost multi:softprob, {head} x 3 classes."
+
+
 def _model(cfg, meta) -> list[str]:
     shape = meta.model_shape
+    choice = ("Chosen by cross-validated log-loss; explanation cost is reported, not traded against accuracy."
+              if cfg.cost_tolerance == 0 else
+              f"Chosen as the cheapest to explain among search candidates within {cfg.cost_tolerance:.0%} of the best CV"
+              " log-loss.")
+    temps = ", ".join(f"{t:.3f}" for t in np.atleast_1d(meta.calibration.temperature))
     return [
         "## Model",
-        (f"XGBoost regression of the measured eih_pct (ordinal model), depth {shape['max_depth']}, {shape['n_rounds']}"
-         " rounds; the class probabilities are those of eih_pct ~ Normal(prediction, sigma) beyond the +/- threshold,"
-         f" with the residual spread sigma = {meta.sigma if meta.sigma is not None else float('nan'):.1f} %-points fitted out of fold."
-         " Explanations are in %-points of the expected change (positive = toward hypoalgesia)."
-         if meta.link == ORDINAL else
-         f"XGBoost multi:softprob, depth {shape['max_depth']}, {shape['n_rounds']} rounds x 3 classes.")
-        + f" Chosen as the cheapest to explain among search candidates within {cfg.cost_tolerance:.0%} of the best CV"
-        f" log-loss. Exact TreeSHAP explanations at about {shape.get('explain_rows_per_s_measured', float('nan')):.0f}"
-        " rows/s (measured at training).",
-        "Calibration: " + (f"temperature {meta.calibration.temperature:.3f} and bias applied to the margins"
+        f"{_model_kind(meta)} {choice} Exact TreeSHAP explanations at about"
+        f" {shape.get('explain_rows_per_s_measured', float('nan')):.0f} rows/s (measured at training).",
+        "Calibration: " + (f"temperature {temps} and bias applied to the margins"
                            if meta.calibration.applied else "checked out-of-fold; no further correction needed") + ".",
         f"Hyperalgesia risk: low below {cfg.risk_moderate:.0%}, moderate {cfg.risk_moderate:.0%}-{cfg.risk_high:.0%},"
         f" high at or above {cfg.risk_high:.0%} predicted probability.",
@@ -173,6 +191,31 @@ def _subgroups(subgroups: pd.DataFrame) -> list[str]:
         else:
             lines.append(f"| {r.group} | {r.level} | {r.n} | {r.log_loss:.3f} | {r.auroc_macro:.3f} | {r.ece:.3f} |"
                          f" {r.observed_hyperalgesia:.2f} / {r.predicted_hyperalgesia:.2f} |")
+    return lines
+
+
+def _subgroup_calibration(cells: pd.DataFrame | None) -> list[str]:
+    if cells is None or not len(cells):
+        return []
+    oracle = "oracle_hyperalgesia" in cells.columns
+    lines = ["## Subgroup calibration (test split)",
+             "Predicted vs observed hyperalgesia per pain condition x modality x intensity band (95 % bootstrap"
+             " interval of observed - predicted; slope of the hyperalgesia probability, 1 = right spread). The"
+             " fibromyalgia high-load group comes first: it is where a flare matters most. Cells under 20 people show"
+             " their count only.",
+             "| condition | modality | intensity | n | predicted | observed | observed - predicted (95 % CI) | slope |"
+             + (" oracle |" if oracle else ""),
+             "|---|---|---|---|---|---|---|---|" + ("---|" if oracle else "")]
+    for r in cells.to_dict("records"):
+        head = f"| {r['pain_condition']} | {r['exercise_modality']} | {r['intensity_band']} | {r['n']} |"
+        if pd.isna(r.get("predicted_hyperalgesia", np.nan)):
+            lines.append(head + " too few | | | |" + (" |" if oracle else ""))
+            continue
+        gap = r["observed_hyperalgesia"] - r["predicted_hyperalgesia"]
+        line = (f"{head} {r['predicted_hyperalgesia']:.2f} | {r['observed_hyperalgesia']:.2f} | {gap:+.2f}"
+                f" ({r['gap_hyperalgesia_ci_low']:+.2f} to {r['gap_hyperalgesia_ci_high']:+.2f}) |"
+                f" {r['slope_hyperalgesia']:.2f} |")
+        lines.append(line + (f" {r.get('oracle_hyperalgesia', float('nan')):.2f} |" if oracle else ""))
     return lines
 
 

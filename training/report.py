@@ -41,9 +41,11 @@ def write_report(folder: Path, trained: Trained, cfg: TrainConfig, *, name: str,
     plots.calibration_curves(yte, ev.P, str(folder / "calibration_curves.png"), extra=extra)
     cm = plots.confusion(yte, ev.P, str(folder / "confusion_matrix.png"))
     ev.subgroups.to_csv(folder / "subgroup_metrics.csv", index=False)
+    ev.calibration_cells.to_csv(folder / "subgroup_calibration.csv", index=False)
     trials = pd.DataFrame([t.__dict__ | t.params for t in trained.search.trials]).drop(columns=["params"])
     trials.to_csv(folder / "search_trials.csv", index=False)
     card = model_card(name=name, cfg=cfg, metrics=ev.metrics, intervals=ev.intervals, subgroups=ev.subgroups,
+                      calibration_cells=ev.calibration_cells,
                       meta=predictor.meta, split=prep.split.description, n_rows=len(prep.df), dropped=dropped,
                       data_name=data_name, synthetic=ev.oracle_P is not None, confusion=cm)
     (folder / "model_card.md").write_text(card)

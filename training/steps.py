@@ -22,12 +22,13 @@ from data_contracts.fields import BY_NAME, CONTRACT_VERSION, RESPONSES
 from data_contracts.labels import eih_pct
 from features.pipeline import ContractFeatures
 from features.reference import build_reference, numeric_reference
-from model_runtime.links import ORDINAL_OUTPUT, MarginCalibration
+from model_runtime.links import NORMAL_SPREAD, ORDINAL_OUTPUT, SPREAD_OUTPUT, MarginCalibration
 from model_runtime.metadata import ModelMeta
 from model_runtime.predictor import EIHPredictor, Explanation
 from training import baselines, metrics, tune
 from training.config import TrainConfig
 from training.split import Split, cv_folds, holdout_split
+from training.subgroups import subgroup_calibration
 
 
 @dataclass
@@ -38,10 +39,10 @@ class Prepared:
     y: np.ndarray
     split: Split
     X: pd.DataFrame
-    target: np.ndarray  # measured eih_pct (ordinal) or the class code (multiclass)
+    target: np.ndarray  # measured eih_pct (ordinal, distributional) or the class code (multiclass)
     folds: list[tuple[np.ndarray, np.ndarray]]
-    link: str
-    n_out: int
+    link: str  # the model's link (model_runtime.links)
+    n_out: int  # outputs of the first booster (the expected change, or the class margins)
 
     @property
     def tr(self) -> np.ndarray:
@@ -58,7 +59,8 @@ def prepare(df: pd.DataFrame, y: np.ndarray, cfg: TrainConfig, seed: int) -> Pre
     X = ContractFeatures(derived=cfg.derived_features).fit(df).transform(df)
     target = eih_pct(df).to_numpy(dtype="float64") if cfg.ordinal else y.astype("float64")
     folds = cv_folds(df.iloc[split.train_idx], y[split.train_idx], cfg.cv_folds, seed)
-    return Prepared(df, y, split, X, target, folds, tune.link(cfg), tune.n_outputs(cfg))
+    link = NORMAL_SPREAD if cfg.distributional else tune.link(cfg)
+    return Prepared(df, y, split, X, target, folds, link, tune.n_outputs(cfg))
 
 
 @dataclass
@@ -79,17 +81,27 @@ def search(prep: Prepared, cfg: TrainConfig, seed: int,
 
 
 @dataclass
+class SpreadFit:
+    """The spread booster's training target (out-of-fold squared residuals), rounds and parameters."""
+
+    r2: np.ndarray
+    n_rounds: int
+    params: dict
+
+
+@dataclass
 class Calibrated:
     """One configuration's out-of-fold margins and the calibration fitted on them."""
 
     params: dict
     n_rounds: int
-    oof: np.ndarray
+    oof: np.ndarray  # (n_train, K) raw margins of every output
     fitted: tune.Calibration  # as fitted
     cal: tune.Calibration  # as applied (identity when the gain is too small)
     applied: bool
     ece_before: float
     ece_after: float
+    spread: SpreadFit | None = None
 
     def runtime(self) -> MarginCalibration:
         """The calibration the predictor applies at run time (`cal`, flagged `applied`)."""
@@ -99,10 +111,15 @@ class Calibrated:
         """Out-of-fold log-loss and ECE before and after calibration, the temperature and, for
         the ordinal model, the residual sigma in %-points."""
         out = {"oof_log_loss_uncalibrated": self.fitted.log_loss_before, "oof_log_loss_calibrated": self.cal.log_loss_after,
-               "oof_ece_uncalibrated": self.ece_before, "oof_ece_calibrated": self.ece_after,
-               "calibration_temperature": self.cal.temperature}
+               "oof_ece_uncalibrated": self.ece_before, "oof_ece_calibrated": self.ece_after}
+        t = np.atleast_1d(self.cal.temperature)
+        out["calibration_temperature"] = float(t[0])
+        if len(t) > 1:
+            out["calibration_temperature_spread"] = float(t[1])
         if self.cal.sigma is not None:
             out["residual_sigma_pct"] = self.cal.sigma
+        if self.spread is not None:
+            out["spread_rounds"] = self.spread.n_rounds
         return out
 
 
@@ -111,36 +128,50 @@ def calibrate(prep: Prepared, trial: tune.Trial, cfg: TrainConfig, seed: int) ->
     it gains at least `cfg.calibration_min_gain` in log-loss)."""
     tr, ytr, t = prep.tr, prep.y[prep.tr], cfg.label_threshold_pct
     params = {**tune.base_params(cfg, seed), **trial.params}
-    oof = tune.oof_margins(prep.X.iloc[tr], prep.target[tr], prep.folds, params, trial.n_rounds, prep.n_out)
-    fitted = tune.fit_calibration(oof, ytr, prep.link, t, target=prep.target[tr])
+    Xtr = prep.X.iloc[tr]
+    oof = tune.oof_margins(Xtr, prep.target[tr], prep.folds, params, trial.n_rounds, prep.n_out)
+    spread = None
+    if prep.link == NORMAL_SPREAD:
+        r2 = tune.squared_residuals(prep.target[tr], oof)
+        oof_v, v_rounds, v_params = tune.oof_spread(Xtr, r2, prep.folds, cfg, seed)
+        spread, oof = SpreadFit(r2, v_rounds, v_params), np.column_stack([oof[:, 0], oof_v])
+        fitted = tune.fit_spread_calibration(oof, ytr, t)
+    else:
+        fitted = tune.fit_calibration(oof, ytr, prep.link, t, target=prep.target[tr])
     apply = (fitted.log_loss_before - fitted.log_loss_after) >= cfg.calibration_min_gain
     cal = fitted if apply else fitted.identity()
     return Calibrated(params, trial.n_rounds, oof, fitted, cal, bool(apply),
                       metrics.ece(ytr, fitted.identity().proba(oof, prep.link, t)),
-                      metrics.ece(ytr, cal.proba(oof, prep.link, t)))
+                      metrics.ece(ytr, cal.proba(oof, prep.link, t)), spread)
 
 
 def fit(prep: Prepared, chosen: tune.Trial, calib: Calibrated, cfg: TrainConfig, seed: int) -> EIHPredictor:
     """The final booster on the whole training split, wrapped with its metadata."""
     tr = prep.tr
     Xtr, ytr = prep.X.iloc[tr], prep.y[tr]
-    booster = tune.fit_final(Xtr, prep.target[tr], calib.params, calib.n_rounds)
+    boosters = [tune.fit_final(Xtr, prep.target[tr], calib.params, calib.n_rounds)]
+    outputs = (ORDINAL_OUTPUT,) if prep.n_out == 1 else RESPONSES
+    shape = {"max_depth": chosen.params["max_depth"], "n_rounds": chosen.n_rounds, "n_outputs": prep.n_out,
+             "explain_cost_proxy": chosen.cost}
+    if calib.spread is not None:
+        boosters.append(tune.fit_final(Xtr, calib.spread.r2, calib.spread.params, calib.spread.n_rounds))
+        outputs += (SPREAD_OUTPUT,)
+        shape.update(spread_max_depth=cfg.spread_max_depth, spread_n_rounds=calib.spread.n_rounds)
     meta = ModelMeta(
         contract_version=CONTRACT_VERSION,
         label_threshold_pct=cfg.label_threshold_pct,
         features=tuple(prep.X.columns),
         link=prep.link,
-        outputs=(ORDINAL_OUTPUT,) if prep.n_out == 1 else RESPONSES,
+        outputs=outputs,
         calibration=calib.runtime(),
         risk_cutoffs={"moderate": cfg.risk_moderate, "high": cfg.risk_high},
         reference=build_reference(Xtr),
         class_prior=tuple(float(v) for v in np.bincount(ytr, minlength=3) / len(ytr)),
-        model_shape={"max_depth": chosen.params["max_depth"], "n_rounds": chosen.n_rounds,
-                     "n_outputs": prep.n_out, "explain_cost_proxy": chosen.cost},
+        model_shape=shape,
         trained_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         seed=seed,
     )
-    predictor = EIHPredictor(booster, meta)
+    predictor = EIHPredictor(boosters, meta)
     # reference of the explanations, for the drift of explanations in batch scoring
     ref_ex = predictor.explain(prep.df.iloc[tr[: min(len(tr), 5000)]])
     meta.attribution_reference = {
@@ -160,6 +191,7 @@ class Evaluation:
     intervals: dict[str, tuple[float, float]]
     baselines: dict[str, np.ndarray]
     subgroups: pd.DataFrame
+    calibration_cells: pd.DataFrame  # condition x modality x intensity band
     oracle_P: np.ndarray | None = None
     extra: dict = field(default_factory=dict)
 
@@ -187,7 +219,16 @@ def evaluate(prep: Prepared, predictor: EIHPredictor, cfg: TrainConfig, seed: in
     for r in subgroups.dropna().itertuples(index=False):
         logged[f"test_log_loss__{r.group}_{r.level}"] = r.log_loss
         logged[f"test_auroc_macro__{r.group}_{r.level}"] = r.auroc_macro
-    return Evaluation(P, ex, logged, ci, base, subgroups, oP)
+    cells = subgroup_calibration(yte, P, dte, cfg.bootstrap, seed, oP)
+    logged.update(high_load_metrics(cells))
+    return Evaluation(P, ex, logged, ci, base, subgroups, cells, oP)
+
+
+def high_load_metrics(cells: pd.DataFrame) -> dict[str, float]:
+    """The fibromyalgia high-load group's calibration as run metrics."""
+    row = cells.iloc[0]
+    keys = ("n", "predicted_hyperalgesia", "observed_hyperalgesia", "slope_hyperalgesia", "oracle_hyperalgesia")
+    return {f"fibro_high_load_{k}": float(row[k]) for k in keys if k in row and pd.notna(row[k])}
 
 
 def oracle_metrics(y: np.ndarray, oP: np.ndarray, logged: dict[str, float]) -> dict[str, float]:
@@ -205,9 +246,7 @@ def best_candidate_metrics(prep: Prepared, best: tune.Trial, cfg: TrainConfig, s
                            logged: dict[str, float]) -> dict[str, float]:
     """What the chosen model gives up against the best CV candidate, fitted the same way."""
     calib = calibrate(prep, best, cfg, seed)
-    raw = tune.fit_final(prep.X.iloc[prep.tr], prep.target[prep.tr], calib.params, best.n_rounds).predict(
-        tune.dmatrix(prep.X.iloc[prep.te]), output_margin=True)
-    bP = calib.cal.proba(raw.reshape(len(prep.te), prep.n_out), prep.link, cfg.label_threshold_pct)
+    bP = fit(prep, best, calib, cfg, seed).predict_proba(prep.df.iloc[prep.te])
     out = {"best_cv_candidate_test_log_loss": metrics.log_loss(prep.y[prep.te], bP)}
     if "oracle_test_log_loss" in logged:
         out["best_cv_candidate_oracle_capture"] = metrics.oracle_capture(

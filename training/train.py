@@ -68,10 +68,12 @@ def load_training_frame(path: str | Path, threshold_pct: float) -> tuple[pd.Data
 
 
 def load_oracle(path: str | Path, subject_ids: pd.Series) -> np.ndarray:
-    """The oracle's probabilities (n, 3) for these subjects, in their order."""
+    """The oracle's probabilities (n, 3) for these subjects, in their order: the truth for
+    each person at their own site (`p_site_*`) when the file has it, else `p_*`."""
     odf = read_side_table(path)
     odf = odf.set_index(odf["subject_id"].astype(str)).reindex(subject_ids.astype(str).to_numpy())
-    cols = [f"p_{o}" for o in RESPONSES]
+    site_cols = [f"p_site_{o}" for o in RESPONSES]
+    cols = site_cols if set(site_cols) <= set(odf.columns) else [f"p_{o}" for o in RESPONSES]
     if odf[cols].isna().any().any():
         raise TrainingDataError("the oracle file does not cover every training row (join on subject_id)")
     return odf[cols].to_numpy(dtype="float64")
@@ -157,7 +159,7 @@ class _RunLog:
         mlflow.log_metrics(c.metrics())
         mlflow.log_param("calibration_applied", c.applied)
         spread = f"residual spread {c.cal.sigma:.1f} %-points; " if c.cal.sigma is not None else ""
-        fix = (f"temperature {c.cal.temperature:.3f} and bias applied (log-loss {c.fitted.log_loss_before:.4f} -> "
+        fix = (f"temperature {np.atleast_1d(c.cal.temperature)[0]:.3f} and bias applied (log-loss {c.fitted.log_loss_before:.4f} -> "
                f"{c.fitted.log_loss_after:.4f})" if c.applied else "no further correction needed")
         self.console.print(f"calibration: {spread}out-of-fold ECE {c.ece_before:.4f}; {fix}")
 

@@ -23,7 +23,7 @@ import xgboost as xgb
 from scipy.optimize import minimize
 
 from data_contracts.labels import response_codes
-from model_runtime.links import ORDINAL, SOFTMAX, MarginCalibration, margins_to_proba
+from model_runtime.links import NORMAL_SPREAD, ORDINAL, SOFTMAX, MarginCalibration, margins_to_proba
 from training.config import TrainConfig
 from training.metrics import log_loss
 
@@ -178,25 +178,32 @@ def fit_final(X: pd.DataFrame, target: np.ndarray, params: dict, n_rounds: int) 
 
 @dataclass
 class Calibration:
-    """margin = raw / temperature + bias; sigma: the ordinal model's residual spread."""
-    temperature: float
+    """margin = raw / temperature + bias (temperature: one for all outputs, or one each);
+    sigma: the ordinal model's residual spread."""
+
+    temperature: float | np.ndarray
     bias: np.ndarray
     sigma: float | None
-    log_loss_before: float  # out of fold, without temperature and bias
-    log_loss_after: float  # with them
+    log_loss_before: float  # out of fold, without the correction of the mean
+    log_loss_after: float  # with it
     sigma_alone: float | None = None  # ordinal: the spread fitted without temperature and bias
+    alone: Calibration | None = None  # distributional: the spread's map fitted without the mean's correction
 
     def to_runtime(self, applied: bool) -> MarginCalibration:
         """The calibration a model applies at run time."""
-        return MarginCalibration(float(self.temperature), tuple(float(v) for v in self.bias),
+        t = self.temperature
+        temperature = tuple(float(v) for v in t) if np.ndim(t) else float(t)
+        return MarginCalibration(temperature, tuple(float(v) for v in self.bias),
                                  None if self.sigma is None else float(self.sigma), bool(applied))
 
     def proba(self, raw: np.ndarray, link_kind: str, threshold_pct: float) -> np.ndarray:
         """Class probabilities of raw margins (n, K) under this calibration."""
         return margins_to_proba(raw / self.temperature + self.bias, link_kind, self.sigma, threshold_pct)
 
-    def identity(self) -> "Calibration":
-        """The same without temperature and bias (when the correction is not worth applying)."""
+    def identity(self) -> Calibration:
+        """The same without the correction of the mean (when it is not worth applying)."""
+        if self.alone is not None:
+            return self.alone
         return Calibration(1.0, np.zeros_like(self.bias), self.sigma_alone, self.log_loss_before, self.log_loss_before,
                            self.sigma_alone)
 
@@ -233,3 +240,45 @@ def fit_calibration(margins: np.ndarray, y: np.ndarray, link_kind: str, threshol
     r3 = _nelder_mead(lambda th: ll(np.exp(th[0]), th[1], np.exp(th[2])), [0.0, 0.0, np.log(sigma0)])
     return Calibration(float(np.exp(r3.x[0])), np.array([r3.x[1]]), float(np.exp(r3.x[2])), float(r1.fun), float(r3.fun),
                        sigma0)
+
+
+def fit_spread_calibration(margins: np.ndarray, y: np.ndarray, threshold_pct: float) -> Calibration:
+    """Out-of-fold calibration of the distributional model (`normal_spread`), minimizing the
+    three-class log-loss. `margins` (n, 2): the expected change and the log-variance booster's
+    margin. The spread's map log_sd = logvar / T_v + b_v is always fitted (it is part of the
+    model; started at log_sd = logvar / 2); the mean's T and b on top of it (before = the
+    spread's map alone). Affine maps keep the explanations of both outputs exact."""
+    def ll(t_mu, b_mu, t_v, b_v):
+        m = np.column_stack([margins[:, 0] / t_mu + b_mu, margins[:, 1] / t_v + b_v])
+        return log_loss(y, margins_to_proba(m, NORMAL_SPREAD, None, threshold_pct))
+
+    r2 = _nelder_mead(lambda th: ll(1.0, 0.0, np.exp(th[0]), th[1]), [np.log(2.0), 0.0])
+    tv0, bv0 = float(np.exp(r2.x[0])), float(r2.x[1])
+    alone = Calibration(np.array([1.0, tv0]), np.array([0.0, bv0]), None, float(r2.fun), float(r2.fun))
+    r4 = _nelder_mead(lambda th: ll(np.exp(th[0]), th[1], np.exp(th[2]), th[3]), [0.0, 0.0, np.log(tv0), bv0])
+    return Calibration(np.array([np.exp(r4.x[0]), np.exp(r4.x[2])]), np.array([r4.x[1], r4.x[3]]), None,
+                       float(r2.fun), float(r4.fun), alone=alone)
+
+
+def spread_params(cfg: TrainConfig, seed: int, base_score: float) -> dict:
+    """Parameters of the spread booster: gamma regression (log link) of squared residuals,
+    so its margin is the log of the expected squared residual (the variance)."""
+    return {"tree_method": "hist", "max_cat_to_onehot": 1, "nthread": cfg.nthread, "seed": seed,
+            "objective": "reg:gamma", "base_score": float(base_score), "max_depth": cfg.spread_max_depth,
+            "learning_rate": cfg.spread_learning_rate, "min_child_weight": cfg.spread_min_child_weight,
+            "subsample": 0.8, "colsample_bytree": 0.8, "reg_lambda": 1.0}
+
+
+def squared_residuals(target: np.ndarray, mean_margins: np.ndarray) -> np.ndarray:
+    """(y - predicted mean)^2, kept away from 0 (gamma regression needs positive labels)."""
+    return np.maximum((target - mean_margins.reshape(-1)) ** 2, 1e-3)
+
+
+def oof_spread(X: pd.DataFrame, r2: np.ndarray, folds, cfg: TrainConfig, seed: int) -> tuple[np.ndarray, int, dict]:
+    """Out-of-fold log-variance margins of the spread booster, its number of rounds (by early
+    stopping on the CV gamma deviance) and its parameters."""
+    params = spread_params(cfg, seed, float(np.mean(r2)))
+    res = xgb.cv(params, dmatrix(X, r2), num_boost_round=cfg.spread_max_rounds, folds=folds,
+                 early_stopping_rounds=cfg.early_stopping_rounds, metrics="gamma-deviance", seed=seed, verbose_eval=False)
+    n_rounds = max(1, len(res))
+    return oof_margins(X, r2, folds, params, n_rounds, 1)[:, 0], n_rounds, params

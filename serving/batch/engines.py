@@ -116,11 +116,10 @@ _WORKER_LOCK = threading.Lock()
 
 
 def model_payload(predictor) -> dict:
-    """What a Dask worker needs to rebuild the predictor: booster bytes + meta (sent once)."""
-    raw = bytes(predictor.booster.save_raw("ubj"))
-    meta = predictor.meta.to_json()
-    digest = hashlib.sha256(raw + meta.encode()).hexdigest()[:16]
-    return {"booster": raw, "meta": meta, "digest": digest}
+    """What a Dask worker needs to rebuild the predictor: its payload and a digest (sent once)."""
+    payload = predictor.to_payload()
+    digest = hashlib.sha256(b"".join(payload["boosters"]) + payload["meta"].encode()).hexdigest()[:16]
+    return {**payload, "digest": digest}
 
 
 def worker_predictor(payload: dict, nthread: int = 1):
@@ -128,14 +127,9 @@ def worker_predictor(payload: dict, nthread: int = 1):
     with _WORKER_LOCK:
         pred = _WORKER_MODELS.get(payload["digest"])
         if pred is None:
-            import xgboost as xgb
-
-            from model_runtime.metadata import ModelMeta
             from model_runtime.predictor import EIHPredictor
 
-            booster = xgb.Booster()
-            booster.load_model(bytearray(payload["booster"]))
-            pred = EIHPredictor(booster, ModelMeta.from_json(payload["meta"]))
+            pred = EIHPredictor.from_payload(payload)
             pred.set_threads(nthread)
             _WORKER_MODELS.clear()
             _WORKER_MODELS[payload["digest"]] = pred

@@ -12,8 +12,8 @@ import pandas as pd
 import pyarrow as pa
 
 from data_contracts.fields import RESPONSES
-from data_contracts.io import SUFFIXES, file_format, read_columns
-from data_contracts.validate import ContractFileError, missing_required
+from data_contracts.io import SUFFIXES, file_format, require_columns
+from data_contracts.validate import ContractFileError
 from serving.batch.options import RISK_LEVELS
 
 
@@ -49,9 +49,7 @@ def check_paths(path: Path, out: Path, rejects: Path, report: Path | None) -> No
         resolved.add(Path(report).resolve())
     if len(resolved) != (4 if report is not None else 3):
         raise ContractFileError("the input, output, rejects and report files must be different files")
-    missing = missing_required(read_columns(path))
-    if missing:
-        raise ContractFileError(f"{path.name}: missing required column(s): " + ", ".join(missing))
+    require_columns(path)  # one line naming the missing columns and the headers that look like them
 
 
 # ------------------------------------------------------------------------------------
@@ -89,7 +87,7 @@ def build_table(ids: pd.Series, P: np.ndarray, risk: np.ndarray, ex, explain: st
     cols.append(_labels(P.argmax(axis=1), RESPONSES))
     cols.append(_labels(risk, RISK_LEVELS))
     if explain == "top":
-        idx, val, tow = top_fields(ex.contributions, top_k)
+        idx, val, tow = top_fields(ex.reasons(), top_k)
         for j in range(idx.shape[1]):
             cols += [_labels(idx[:, j], ex.fields), pa.array(np.ascontiguousarray(val[:, j], dtype="float64")),
                      _labels(tow[:, j], RESPONSES)]
