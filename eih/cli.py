@@ -6,11 +6,15 @@ imports happen inside the commands, so `eih --help` stays fast.
 
 from __future__ import annotations
 
+import logging
+
 import typer
 
 from model_runtime.settings import apply_privacy_env
 
 apply_privacy_env()
+# MLflow announces a new local store in two INFO lines; a command's own output says what matters
+logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
 
 app = typer.Typer(
     name="eih",
@@ -22,6 +26,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # click's plain help: paragraphs rewrapped to the terminal, defaults and long values never cut
+    rich_markup_mode=None,
 )
 
 
@@ -40,6 +46,8 @@ def _register_all() -> None:
         "serving.cli",
         "serving.batch_cli",
         "eih.ops_cli",
+        "eih.info_cli",
+        "eih.models_cli",
     ):
         try:
             mod = importlib.import_module(module)

@@ -44,27 +44,40 @@ def run_foreground(cmd: list[str]) -> int:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("ui")(ui)
-    app.command("quickstart")(quickstart)
+    app.command("ui", short_help="Open the MLflow UI on the project's store.")(ui)
+    app.command("quickstart", short_help="Simulate, train, score and serve in one go.")(quickstart)
 
 
 def ui_command(host: str, port: int) -> list[str]:
-    """The `mlflow server` command line for the project's store (also used by tests)."""
+    """The `mlflow server` command line for the project's store, run through eih.mlflow_ui (the
+    same server without MLflow's usage-data banner)."""
     from model_runtime.settings import configure_mlflow
 
     uri = configure_mlflow()
-    return [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host", host, "--port", str(port),
+    return [sys.executable, "-m", "eih.mlflow_ui", "--backend-store-uri", uri, "--host", host, "--port", str(port),
             "--workers", "1"]
 
 
+def exit_if_port_busy(host: str, port: int, what: str) -> None:
+    """One line with the fix and exit 2 when `host:port` cannot be listened on."""
+    from serving.ports import port_problem
+
+    problem = port_problem(host, port, what)
+    if problem:
+        typer.echo(f"error: {problem}", err=True)
+        raise typer.Exit(2)
+
+
 def ui(
-    port: int = typer.Option(5000, "--port", help="Port of the MLflow UI."),
-    host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (default: this machine only)."),
+    port: int = typer.Option(5000, "--port", min=1, max=65535, help="Port of the MLflow UI."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (127.0.0.1: this machine only)."),
 ) -> None:
     """Open the MLflow UI on the project's store: the same tracking database and
-    artifacts that `eih train` and `eih score` write (sqlite:///mlruns/mlflow.db unless
-    MLFLOW_TRACKING_URI is set). MLflow's own security options (allowed hosts, CORS)
-    stay at their defaults."""
+    artifacts that `eih train` and `eih score` write (the checkout's mlruns/mlflow.db
+    unless MLFLOW_TRACKING_URI or EIH_* say otherwise; `eih info` shows which). MLflow's own security options
+    (allowed hosts, CORS) stay at their defaults; its usage-data notice is marked as read
+    (telemetry is off). Exit code 2 without starting when the port is in use."""
+    exit_if_port_busy(host, port, "eih ui")
     cmd = ui_command(host, port)
     typer.echo(f"MLflow UI on http://{host}:{port}  (store: {cmd[cmd.index('--backend-store-uri') + 1]}); Ctrl-C stops it")
     raise typer.Exit(run_foreground(cmd))
@@ -76,11 +89,14 @@ def quickstart(
     seed: int = typer.Option(7, "--seed", help="Seed for the simulation and the training."),
     workdir: Path = typer.Option(Path("quickstart"), "--workdir", help="Where the cohorts, scores and reports go."),
     serve: bool = typer.Option(True, "--serve/--no-serve", help="Start the HTTP service at the end (Ctrl-C stops it)."),
-    port: int = typer.Option(3000, "--port", help="Port of the HTTP service."),
+    port: int = typer.Option(3000, "--port", min=1, max=65535, help="Port of the HTTP service."),
 ) -> None:
     """Simulate a cohort, train, register and promote the champion, score a sample
     cohort with explanations, then serve the champion over HTTP, printing where each
-    result is."""
+    result is. With the service on, the port is checked first: a busy one stops it at once
+    (exit 2), not after the training."""
+    if serve:
+        exit_if_port_busy("127.0.0.1", port, "eih serve")
     from rich.console import Console
 
     from model_runtime.settings import champion_uri, configure_mlflow

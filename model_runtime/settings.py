@@ -36,9 +36,18 @@ def store_dir() -> Path:
     return root / "mlruns" if root is not None else Path.home() / ".eih" / "mlruns"
 
 
+STORE_RULE_ENV = "EIH_STORE_RULE"
+"""Set by `configure_mlflow` to "<rule>|<uri>": mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI,
+so without it this process and its children would credit the store to that variable."""
+
+
 def store_source() -> str:
     """Which rule chose the store, in words (for `eih info` and error messages)."""
-    if os.environ.get("MLFLOW_TRACKING_URI"):
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    rule, _, pinned = os.environ.get(STORE_RULE_ENV, "").partition("|")
+    if uri and rule and pinned == uri:
+        return rule
+    if uri:
         return "MLFLOW_TRACKING_URI"
     if os.environ.get("EIH_STORE_DIR"):
         return "EIH_STORE_DIR"
@@ -79,9 +88,36 @@ def configure_mlflow() -> str:
     db = _sqlite_path(uri)
     if db is not None:
         db.parent.mkdir(parents=True, exist_ok=True)
+    pin_store_rule(uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return uri
+
+
+def pin_store_rule(uri: str | None = None) -> str:
+    """Record which rule chose `uri` (default: the store) before MLFLOW_TRACKING_URI is set to
+    it, for this process and its children; returns the rule."""
+    uri = uri or tracking_uri()
+    rule = store_source()
+    os.environ[STORE_RULE_ENV] = f"{rule}|{uri}"
+    return rule
+
+
+def local_store_missing(uri: str | None = None) -> Path | None:
+    """The database file of a local SQLite store that does not exist yet (None otherwise), so
+    read-only commands can say so instead of creating an empty store."""
+    db = _sqlite_path(uri or tracking_uri())
+    return db if db is not None and not db.exists() else None
+
+
+def package_version() -> str:
+    """The installed version of the eih-service package ("unknown" when not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("eih-service")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def get_or_create_experiment(name: str) -> str:

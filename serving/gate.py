@@ -86,6 +86,10 @@ def parse(body: bytes) -> list[dict]:
         obj = from_json(body)
     except (ValueError, RecursionError):
         raise GateError(400, "malformed JSON: the body could not be parsed as JSON") from None
+    hint = _shape_hint(obj)
+    if hint is not None:  # one hint instead of a problem per field of the record
+        raise GateError(422, "the request does not match the record schema of data contract " + CONTRACT_VERSION,
+                        [{"index": None, "field": None, "problem": hint}], 1)
     try:
         RequestBody.model_validate(obj, strict=True)
     except ValidationError as exc:
@@ -93,6 +97,16 @@ def parse(body: bytes) -> list[dict]:
         raise GateError(422, "the request does not match the record schema of data contract " + CONTRACT_VERSION,
                         problems, len(problems)) from None
     return [normalise_record(rec) for rec in obj["records"]]
+
+
+def _shape_hint(obj: Any) -> str | None:
+    """A body that is one record, or a list of records, instead of {"records": [...]}."""
+    shape = 'the body must be {"records": [record, ...]}: '
+    if isinstance(obj, dict) and "records" not in obj and any(k in RECORD_FIELDS for k in obj):
+        return shape + "it looks like a single record"
+    if isinstance(obj, list) and obj and all(isinstance(r, dict) for r in obj):
+        return shape + "it looks like a list of records without the records key"
+    return None
 
 
 def normalise_record(rec: dict) -> dict:

@@ -7,15 +7,18 @@ Routes
 - POST /explain  same body -> margins, base values and the exact TreeSHAP contribution
   of every contract predictor to every output (base + contributions = margin).
 - GET /metadata  the served model: name, version, contract, threshold, metrics, features.
-- BentoML's own: /livez, /readyz (503 until a usable model is loaded), /metrics,
-  /docs.json (OpenAPI) and the Swagger UI at /.
+- GET /          the API page (serving/api_page.py: local files only, titled by the project and
+  the served model); GET /docs.json, the OpenAPI document with every status a route answers.
+- BentoML's own: /livez, /readyz (503 until a usable model is loaded), /metrics.
 
 The model (`models:/eih-responder@champion`, or `EIH_MODEL_URI`) is loaded once, in a
 background thread, when a worker starts: /livez answers at once and /readyz turns ready
 when the model is in. While no usable model can be loaded (no champion yet, a registry
 that does not answer, a model trained on another contract major version) the worker logs
 why, stays not ready and tries again every `EIH_MODEL_RETRY_SECONDS`. A model is not
-reloaded when the alias moves: restart the service (or roll the pods) to serve a new one.
+reloaded when the alias moves unless `EIH_FOLLOW_ALIAS_SECONDS` is set (`eih serve
+--follow-alias`): then the alias is looked up that often and a new version is loaded
+beside the served one and swapped in whole (serving/model_slot.py).
 
 Configuration (environment; `eih serve` sets them from its options):
 EIH_MODEL_URI, EIH_API_TOKEN (bearer token; unset = no auth), EIH_MAX_BODY_BYTES
@@ -23,32 +26,35 @@ EIH_MODEL_URI, EIH_API_TOKEN (bearer token; unset = no auth), EIH_MAX_BODY_BYTES
 one-row TreeSHAP is fastest on one thread; scale with workers),
 EIH_MODEL_RETRY_SECONDS (default 30), EIH_TOP_K (default 5), EIH_MAX_BATCH_ROWS (records
 per scoring batch, default 1000; 1 turns batching off), EIH_TRACING (default 0: no
-OpenTelemetry spans; set 1 with a BentoML tracing exporter).
+OpenTelemetry spans; set 1 with a BentoML tracing exporter), EIH_FOLLOW_ALIAS_SECONDS
+(default unset: the model stays until a restart).
 
 Run: `eih serve` (or `bentoml serve serving.service:EIHService`).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
-import threading
 from dataclasses import dataclass
 from typing import Annotated
 
 import bentoml
 from fastapi import FastAPI
 from pydantic import Field
-from starlette.responses import JSONResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
 from data_contracts.examples import EXAMPLE_RECORD
 from data_contracts.record import ContractRecord
-from serving import logsafety
+from model_runtime.settings import champion_uri
+from serving import api_page, logsafety
 from serving.batching import MicroBatcher
 from serving.gate import MAX_RECORDS, GateError, check_rules, normalise_record
 from serving.middleware import DEFAULT_MAX_BODY_BYTES, STATE_KEY, SafetyMiddleware
+from serving.model_slot import ModelSlot
 from serving.schemas import ExplainResponse, Metadata, PredictResponse
-from serving.scoring import Job, Scorer
+from serving.scoring import Job
 
 log = logging.getLogger("eih.serving")
 
@@ -66,6 +72,7 @@ class ServeSettings:
     top_k: int
     tracing: bool
     max_batch_rows: int
+    follow_seconds: float | None = None
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> ServeSettings:
@@ -82,6 +89,7 @@ class ServeSettings:
             top_k=int(env.get("EIH_TOP_K") or 5),
             tracing=(env.get("EIH_TRACING") or "0").lower() in ("1", "true", "yes"),
             max_batch_rows=max(1, int(env.get("EIH_MAX_BATCH_ROWS") or MAX_RECORDS)),
+            follow_seconds=float(env["EIH_FOLLOW_ALIAS_SECONDS"]) if env.get("EIH_FOLLOW_ALIAS_SECONDS") else None,
         )
 
 
@@ -114,52 +122,20 @@ class EIHService:
         log.disabled = False
         log.setLevel(logging.INFO)
         # model settings are read again here (the module-level ones fixed workers and middleware)
-        self.settings = ServeSettings.from_env()
-        self._scorer: Scorer | None = None
-        self._reason = "the model is still loading"
-        self._stop = threading.Event()
-        self._batcher = MicroBatcher(self._run, max_rows=self.settings.max_batch_rows)
-        self._loader = threading.Thread(target=self._load_until_ready, name="eih-model-loader", daemon=True)
-        self._loader.start()
-
-    # ---- the model ---------------------------------------------------------------------------
-    def _load_until_ready(self) -> None:
-        from model_runtime.settings import champion_uri
-        from model_runtime.loading import ModelNotAvailable, load_model
-
-        uri = self.settings.model_uri or champion_uri()
-        last = None
-        while not self._stop.is_set():
-            try:
-                loaded = load_model(uri)
-                loaded.predictor.set_threads(self.settings.xgb_threads)
-                scorer = Scorer(loaded, top_k=self.settings.top_k)
-                scorer.run([Job("predict", [normalise_record(EXAMPLE_RECORD)])])  # warm-up
-            except ModelNotAvailable as exc:
-                reason = str(exc)
-            except Exception as exc:  # noqa: BLE001 - a broken artifact must not kill the worker
-                reason = f"no usable model at {uri}: {type(exc).__name__} while preparing it"
-            else:
-                self._scorer = scorer
-                log.info("ready: serving %s (registered model %s version %s, contract %s, threshold %g %%)",
-                         uri, loaded.name, loaded.version, loaded.predictor.contract_version,
-                         loaded.predictor.threshold_pct)
-                return
-            self._reason = reason
-            if reason != last:
-                log.error("not ready: %s; retrying every %g s", reason, self.settings.retry_seconds)
-                last = reason
-            self._stop.wait(self.settings.retry_seconds)
+        self.settings = st = ServeSettings.from_env()
+        self._slot = ModelSlot(st.model_uri or champion_uri(), xgb_threads=st.xgb_threads, top_k=st.top_k,
+                               retry_seconds=st.retry_seconds, follow_seconds=st.follow_seconds).start()
+        self._batcher = MicroBatcher(self._run, max_rows=st.max_batch_rows)
 
     def __is_ready__(self) -> bool:
-        return self._scorer is not None
+        return self._slot.scorer is not None
 
     def _run(self, jobs: list[Job]) -> list[bytes]:
-        return self._scorer.run(jobs)
+        return self._slot.scorer.run(jobs)  # read once: the whole batch is scored by one model
 
     @bentoml.on_shutdown
     def _shutdown(self) -> None:
-        self._stop.set()
+        self._slot.stop()
         self._batcher.close()
 
     # ---- endpoints ---------------------------------------------------------------------------
@@ -178,9 +154,8 @@ class EIHService:
         return await self._answer("explain", records, ctx)
 
     async def _answer(self, kind: str, records: list, ctx: bentoml.Context) -> Response:
-        scorer = self._scorer
-        if scorer is None:
-            return _json(ctx, 503, {"error": f"not ready: {self._reason}"})
+        if self._slot.scorer is None:
+            return _json(ctx, 503, {"error": f"not ready: {self._slot.reason}"})
         recs = ctx.request.scope.get("state", {}).get(STATE_KEY)
         if recs is None:  # reached without the middleware: the same gate, on the parsed records
             try:
@@ -200,10 +175,47 @@ class EIHService:
     def metadata(self):
         """The served model: registry name and version, data contract, label threshold,
         risk cut-offs, training metrics and the feature list."""
-        scorer = self._scorer
+        scorer = self._slot.scorer
         if scorer is None:
-            return JSONResponse({"error": f"not ready: {self._reason}"}, status_code=503)
+            return JSONResponse({"error": f"not ready: {self._slot.reason}"}, status_code=503)
         return scorer.metadata()
+
+    # ---- the API page and the OpenAPI document -------------------------------------------------
+    def _openapi(self) -> dict:
+        from model_runtime.settings import package_version
+
+        scorer = self._slot.scorer
+        return api_page.openapi(_bentoml_openapi(), scorer.model_info if scorer else None, package_version(),
+                                token=bool(self.settings.token))
+
+    @metadata_app.get("/docs.json", include_in_schema=False)
+    def openapi_document(self):
+        """The OpenAPI document: BentoML's, completed with every status each route answers."""
+        return JSONResponse(self._openapi())
+
+    @metadata_app.get("/", include_in_schema=False)
+    def api_page(self):
+        """The API page, from local files only (no third-party script, style or font)."""
+        scorer = self._slot.scorer
+        body = api_page.page(self._openapi(), scorer.model_info if scorer else None)
+        return HTMLResponse(body, headers={"Content-Security-Policy": api_page.CSP})
+
+    @metadata_app.get("/api-page/{name}", include_in_schema=False)
+    def api_page_asset(self, name: str):
+        """A file of the API page (a fixed list; 404 for any other name)."""
+        found = api_page.asset(name)
+        if found is None:
+            return JSONResponse({"error": "not found"}, status_code=404)
+        content, media = found
+        if isinstance(content, str):
+            return Response(content, media_type=media)
+        return FileResponse(content, media_type=media)
+
+
+@functools.cache
+def _bentoml_openapi() -> dict:
+    """BentoML's generated OpenAPI document (paths and schemas), built once per process."""
+    return EIHService.openapi_spec.asdict()
 
 
 def _json(ctx: bentoml.Context, status: int, payload: dict) -> Response:
