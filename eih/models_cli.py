@@ -89,10 +89,13 @@ def list_versions(name: str = NAME) -> None:
     from model_runtime import champion
 
     client = registry(name)
+    by_version: dict[str, list[str]] = {}
+    for alias, v in (client.get_registered_model(name).aliases or {}).items():  # searches do not return aliases
+        by_version.setdefault(str(v), []).append(f"@{alias}")
     rows = [("version", "aliases", "registered (UTC)", "test log-loss", "gate decision")]
     for mv in versions(client, name):
         ll, gate = _run_facts(client, mv.run_id)
-        aliases = " ".join(f"@{a}" for a in sorted(getattr(mv, "aliases", []) or [])) or "-"
+        aliases = " ".join(sorted(by_version.get(str(mv.version), []))) or "-"
         rows.append((str(mv.version), aliases, _created(mv.creation_timestamp), ll, gate))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
