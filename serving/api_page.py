@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import html
+import json
 import re
 from pathlib import Path
 
@@ -84,6 +85,7 @@ _TEXTS = {
 }
 _GUARDED = (400, 401, 413)
 """What the safety middleware can answer on every route but the probes, before the route runs."""
+PROBES = frozenset({"/livez", "/readyz", "/healthz"})
 STATUSES: dict[tuple[str, str], tuple[int, ...]] = {
     ("post", "/predict"): (200, *_GUARDED, 415, 422, 500, 503),
     ("post", "/explain"): (200, *_GUARDED, 415, 422, 500, 503),
@@ -103,6 +105,14 @@ def _error_schemas() -> dict:
 
 
 def _responses(method: str, path: str, old: dict) -> dict:
+    """The responses of one operation: the statuses of STATUSES; for a route not listed there,
+    BentoML's own plus what the middleware answers in front of it."""
+    old = {str(k): v for k, v in old.items()}  # BentoML's document keys statuses by int until it is JSON
+    if (method, path) not in STATUSES:
+        if path in PROBES:
+            return old
+        guarded = {str(s): _error(s) for s in _GUARDED if str(s) not in old}
+        return dict(sorted({**old, **guarded}.items()))
     out = {}
     for status in STATUSES[(method, path)]:
         if status == 200:
@@ -110,9 +120,12 @@ def _responses(method: str, path: str, old: dict) -> dict:
         elif status == 503 and path == "/readyz":
             out["503"] = {"description": "not ready: no usable model is loaded yet"}
         else:
-            out[str(status)] = {"description": _TEXTS[status],
-                                "content": {"application/json": {"schema": {"$ref": _ERR}}}}
+            out[str(status)] = _error(status)
     return out
+
+
+def _error(status: int) -> dict:
+    return {"description": _TEXTS[status], "content": {"application/json": {"schema": {"$ref": _ERR}}}}
 
 
 def openapi(base: dict, model: dict | None, version: str, token: bool) -> dict:
@@ -122,11 +135,12 @@ def openapi(base: dict, model: dict | None, version: str, token: bool) -> dict:
     doc["info"] = {"title": f"{PROJECT} API", "version": version, "description": _description(model)}
     for path, ops in doc.get("paths", {}).items():
         for method, op in ops.items():
-            if (method, path) in STATUSES:
-                op["responses"] = _responses(method, path, op.get("responses", {}))
+            op["responses"] = _responses(method, path, op.get("responses", {}))
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
-    for unused in ("InvalidArgument", "NotFound", "InternalServerError"):
-        schemas.pop(unused, None)
+    text = json.dumps(doc["paths"])
+    for bentoml_own in ("InvalidArgument", "NotFound", "InternalServerError"):
+        if f'"#/components/schemas/{bentoml_own}"' not in text:
+            schemas.pop(bentoml_own, None)
     schemas.update(_error_schemas())
     if token:
         doc["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
