@@ -38,6 +38,10 @@ class ModelMeta:
     seed: int | None = None
     attribution_reference: dict = field(default_factory=dict)
     training_metrics: dict = field(default_factory=dict)
+    conformal: dict = field(default_factory=dict)
+    """Quantiles of the standardized residual per level and pain condition (model_runtime.intervals)."""
+    risk_cutoffs_reason: str = ""
+    """How the risk cut-offs were chosen (decision curves and the noise floor)."""
     extra: dict = field(default_factory=dict)
 
     def check_contract(self) -> None:

@@ -26,7 +26,8 @@ import xgboost as xgb
 from features.derived import DERIVED
 from features.pipeline import ContractFeatures
 from model_runtime.interpret import InputChecks, risk_level
-from model_runtime.links import ORDINAL, ORDINAL_OUTPUT, margins_to_proba
+from model_runtime.intervals import change_intervals
+from model_runtime.links import CHANGE_LINKS, ORDINAL, ORDINAL_OUTPUT, margins_to_proba, spread_of
 from model_runtime.matrix import ModelMatrix
 from model_runtime.metadata import ModelMeta
 from model_runtime.shap_tables import ShapTables
@@ -252,6 +253,29 @@ class EIHPredictor:
     def frame_matrix(self, X: pd.DataFrame) -> np.ndarray:
         """A feature frame -> the model matrix (`ModelMatrix.from_frame`)."""
         return self.builder.from_frame(X)
+
+    def change_of(self, margins: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """(expected change in %, spread in %-points) of each row, or None for a class-margin model."""
+        if self.link not in CHANGE_LINKS:
+            return None
+        return margins[:, 0], spread_of(margins, self.link, self.sigma)
+
+    def intervals_matrix(self, X: np.ndarray, margins: np.ndarray) -> dict[str, np.ndarray] | None:
+        """{"80": (n, 2), "90": (n, 2)} prediction intervals of the measured change of the rows
+        of a model matrix, or None when the model has no conformal calibration."""
+        groups: list = [None] * len(X)
+        if "pain_condition" in self.fields:
+            names = np.asarray(self.builder.categories["pain_condition"], dtype=object)
+            codes = X[:, self.fields.index("pain_condition")]
+            groups = [names[int(c)] if c == c else None for c in codes]
+        return self.intervals(margins, groups)
+
+    def intervals(self, margins: np.ndarray, conditions) -> dict[str, np.ndarray] | None:
+        """`intervals_matrix` for rows whose pain conditions are given by name (None: unknown)."""
+        change = self.change_of(margins)
+        if change is None or not self.meta.conformal:
+            return None
+        return change_intervals(self.meta.conformal, change[0], change[1], conditions)
 
     def risk_level(self, p_hyper: np.ndarray) -> np.ndarray:
         """'low' / 'moderate' / 'high' hyperalgesia risk from the model's cut-offs."""

@@ -44,6 +44,13 @@ class Prediction(BaseModel):
     hyperalgesia_risk: Literal["low", "moderate", "high"] = Field(
         description="P(hyperalgesia) below the model's `moderate` cut-off: low; from it: moderate; from `high`: high "
         "(cut-offs in GET /metadata; 0.20 and 0.35 by default)")
+    expected_change_pct: float | None = Field(None, description="the expected change of the pressure pain threshold "
+                                              "after the bout, % (positive = less pain sensitivity)")
+    change_sd_pct: float | None = Field(None, description="the spread (SD) of the measured change around the expected "
+                                        "one for this person and protocol, %-points")
+    change_interval_pct: dict[Literal["80", "90"], tuple[float, float]] | None = Field(
+        None, description='prediction intervals of the measured change, %: {"80": [low, high], "90": [low, high]}; '
+        "8 (9) in 10 people like this one, given this protocol, change within them (conformal, by pain condition)")
     top_contributions: list[TopContribution]
     missing_inputs: list[str] = Field(description="optional predictors not given (the model handles them natively)")
     warnings: list[str] = Field(description="values outside the range the model saw in training")

@@ -68,11 +68,12 @@ class Scorer:
             missing = p.missing_optional_matrix(X)
             warnings = p.range_warnings_matrix(X)
             risk = p.risk_level(P[:, self._hyper])
+            change = self._change(X, ex.margins)
         for job in jobs:
             stop = start + len(job.records)
             if job.kind == "predict":
                 items = [self._prediction(job.records[i - start], P[i], tops[i], missing[i], warnings[i],
-                                          str(risk[i])) for i in range(start, stop)]
+                                          str(risk[i]), change[i]) for i in range(start, stop)]
                 payload = {"model": self.model_info, "predictions": items}
             else:
                 items = [self._explanation(job.records[i - start], ex.margins[i], ex.base[i], ex.contributions[i])
@@ -82,13 +83,34 @@ class Scorer:
             start = stop
         return out
 
-    def _prediction(self, rec: dict, p: np.ndarray, tops: list, missing: list, warnings: list, risk) -> dict:
+    def _change(self, X: np.ndarray, margins: np.ndarray) -> list[dict]:
+        """Per row: the expected change, its spread and the prediction intervals (empty for a
+        class-margin model)."""
+        p = self.predictor
+        change = p.change_of(margins)
+        if change is None:
+            return [{} for _ in range(len(X))]
+        intervals = p.intervals_matrix(X, margins) or {}
+        mu, sd = change[0].tolist(), change[1].tolist()
+        bounds = {level: iv.tolist() for level, iv in intervals.items()}
+        out = []
+        for i in range(len(X)):
+            item = {"expected_change_pct": mu[i], "change_sd_pct": sd[i]}
+            if bounds:
+                item["change_interval_pct"] = {level: b[i] for level, b in bounds.items()}
+            out.append(item)
+        return out
+
+    def _prediction(self, rec: dict, p: np.ndarray, tops: list, missing: list, warnings: list, risk,
+                    change: dict) -> dict:
+        """One record's entry of a /predict answer."""
         probs = p.tolist()
         return {
             "subject_id": rec["subject_id"],
             "probabilities": dict(zip(RESPONSES, probs)),
             "predicted_response": RESPONSES[int(np.argmax(p))],
             "hyperalgesia_risk": risk,
+            **change,
             "top_contributions": tops,
             "missing_inputs": missing,
             "warnings": warnings,

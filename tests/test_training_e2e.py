@@ -78,6 +78,26 @@ def test_artifacts_and_model_card(trained_model, client, tmp_path):
     # the derived feature is named, described in clinical words and its honesty note given
     assert "exercise_dose_vs_threshold (exercise dose relative to the EIH threshold, from exercise_modality" in card
     assert "expect less from it on real cohorts" in card
+    # TRIPOD+AI items: sample size, outcome measurement, timing, embedded plots, utility, update plan, the statement
+    for section in ("(TRIPOD+AI)", "## Sample size", "Riley et al. 2020", "smallest detectable change",
+                    "## Timing of the predictors", "![Calibration", "## Uncertainty and clinical utility",
+                    "![Decision curves", "## Update plan", "must be validated on real patient data",
+                    "## TRIPOD+AI checklist", "age_band", "## Subgroup calibration", "fibromyalgia, high load"):
+        assert section in card, section
+    for expected in ("report/decision_curves.png", "report/decision_curves.csv", "report/subgroup_calibration.csv"):
+        assert expected in names
+
+
+def test_intervals_and_risk_cutoffs_are_earned(trained_model, client):
+    m = client.get_run(trained_model.result.run_id).data.metrics
+    for level in (80, 90):  # conformal intervals on the 600-person test split, near nominal
+        assert abs(m[f"test_interval{level}_coverage"] - level / 100) < 0.06
+        assert 20 < m[f"test_interval{level}_median_width"] < 150
+    from model_runtime.loading import load_model
+
+    meta = load_model(trained_model.uri).predictor.meta
+    assert set(meta.conformal["levels"]) == {"80", "90"} and "_all" in meta.conformal["levels"]["80"]
+    assert meta.risk_cutoffs["high"] > meta.risk_cutoffs["moderate"] and "noise alone" in meta.risk_cutoffs_reason
 
 
 def test_registered_version_alias_and_signature(trained_model, client):

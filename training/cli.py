@@ -20,9 +20,17 @@ def train_cmd(
     experiment: str = typer.Option("eih-responder", "--experiment", help="MLflow experiment name."),
     registered_model: str = typer.Option("eih-responder", "--registered-model", help="MLflow registered model name."),
     n_trials: int | None = typer.Option(None, "--n-trials", help="Override the number of search trials."),
-    threshold: float | None = typer.Option(None, "--threshold", help="Override the label threshold in % (default 10)."),
+    threshold: float | None = typer.Option(
+        None, "--label-threshold-pct", "--threshold",
+        help="Label threshold in % of the PPT change (default 10). One re-test's smallest detectable change is about "
+        "28-58 %, so 30 labels only changes beyond measurement error."),
     model: str | None = typer.Option(None, "--model", help="ordinal (default: regression of the measured eih_pct, "
                                      "probabilities through a normal residual) or multiclass (one softmax margin per class)."),
+    protocols: str | None = typer.Option(None, "--protocols", help="randomized or observational: whether each person's "
+                                         "protocol in the data was assigned independently of the person (randomized or "
+                                         "crossover trials). Only a model trained on randomized protocols gives a causal "
+                                         "protocol ranking (eih recommend, POST /recommend). Default: randomized with "
+                                         "--oracle (an eih simulate cohort), observational otherwise."),
 ) -> None:
     """Tune, calibrate, evaluate and register an XGBoost responder model.
 
@@ -41,7 +49,7 @@ def train_cmd(
     try:
         cfg = load_config(config, n_trials=n_trials, label_threshold_pct=threshold, model=model)
         result = train(data, oracle=oracle, cfg=cfg, seed=seed, experiment=experiment,
-                       registered_model=registered_model, console=console)
+                       registered_model=registered_model, console=console, protocols=protocols)
     except (ContractFileError, TrainingDataError, ValueError, FileNotFoundError) as exc:
         Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(2) from None

@@ -8,6 +8,7 @@ import pandas as pd
 from data_contracts.fields import BY_NAME, CONTRACT_VERSION, RESPONSES
 from features.derived import DERIVED
 from model_runtime.links import NORMAL_SPREAD, ORDINAL
+from training import card_tripod as tripod
 
 
 def _fmt(metrics: dict, key: str, intervals: dict | None = None, ikey: str | None = None) -> str:
@@ -26,16 +27,22 @@ def model_card(*, name, cfg, metrics, intervals, subgroups: pd.DataFrame, meta, 
     test-split performance (with bootstrap CIs, baselines and the oracle when known),
     subgroups and limitations. `metrics` are the run's flat metrics (`test_*`, `baseline_*`,
     `oracle_*`); `confusion` is the (3, 3) test-split matrix, rows observed."""
+    n_train = int(round(n_rows * (1 - cfg.test_fraction)))
     lines = [
-        f"# Model card: {name}",
+        f"# Model card: {name} (TRIPOD+AI)",
         "",
         *_intended_use(),
         "",
         *_data(data_name, n_rows, dropped, synthetic, split),
         "",
         *_outcome(cfg.label_threshold_pct),
+        *tripod.outcome_measurement(cfg.label_threshold_pct),
         "",
         *_predictors(meta),
+        "",
+        *tripod.predictor_timing(meta.features),
+        "",
+        *tripod.sample_size(meta.features, n_train),
         "",
         *_missing_data(meta),
         "",
@@ -43,11 +50,23 @@ def model_card(*, name, cfg, metrics, intervals, subgroups: pd.DataFrame, meta, 
         "",
         *_performance(metrics, intervals, confusion),
         "",
+        *tripod.calibration_plot(),
+        "",
         *_subgroups(subgroups),
         "",
         *_subgroup_calibration(calibration_cells),
         "",
+        *tripod.uncertainty_and_utility(meta, metrics),
+        "",
+        *tripod.update_plan(),
+        "",
+        *_prescription(meta),
+        "",
         *_limitations(),
+        "",
+        *tripod.before_clinical_use(),
+        "",
+        *tripod.checklist(),
     ]
     return "\n".join(lines) + "\n"
 
@@ -183,14 +202,18 @@ def _comparisons(metrics: dict) -> list[str]:
 
 
 def _subgroups(subgroups: pd.DataFrame) -> list[str]:
-    lines = ["## Subgroups (test split)", "| group | level | n | log-loss | macro AUROC | ECE | observed / predicted hyperalgesia |",
+    lines = ["## Subgroups (test split)",
+             "Sex, age band, pain condition, exercise modality and (several sites) site; log-loss with its 95 % bootstrap"
+             " interval. Groups under 30 people show their count only.",
+             "| group | level | n | log-loss (95 % CI) | macro AUROC | ECE | observed / predicted hyperalgesia |",
              "|---|---|---|---|---|---|---|"]
-    for r in subgroups.itertuples(index=False):
-        if pd.isna(getattr(r, "log_loss", np.nan)):
-            lines.append(f"| {r.group} | {r.level} | {r.n} | too few | | | |")
+    for r in subgroups.to_dict("records"):
+        if pd.isna(r.get("log_loss", np.nan)):
+            lines.append(f"| {r['group']} | {r['level']} | {r['n']} | too few | | | |")
         else:
-            lines.append(f"| {r.group} | {r.level} | {r.n} | {r.log_loss:.3f} | {r.auroc_macro:.3f} | {r.ece:.3f} |"
-                         f" {r.observed_hyperalgesia:.2f} / {r.predicted_hyperalgesia:.2f} |")
+            lines.append(f"| {r['group']} | {r['level']} | {r['n']} | {r['log_loss']:.3f} ({r['log_loss_ci_low']:.3f}-"
+                         f"{r['log_loss_ci_high']:.3f}) | {r['auroc_macro']:.3f} | {r['ece']:.3f} |"
+                         f" {r['observed_hyperalgesia']:.2f} / {r['predicted_hyperalgesia']:.2f} |")
     return lines
 
 
@@ -216,6 +239,28 @@ def _subgroup_calibration(cells: pd.DataFrame | None) -> list[str]:
                 f" ({r['gap_hyperalgesia_ci_low']:+.2f} to {r['gap_hyperalgesia_ci_high']:+.2f}) |"
                 f" {r['slope_hyperalgesia']:.2f} |")
         lines.append(line + (f" {r.get('oracle_hyperalgesia', float('nan')):.2f} |" if oracle else ""))
+    return lines
+
+
+def _prescription(meta) -> list[str]:
+    """Whether the model may choose a protocol, and whether its protocol ranking is causal."""
+    after = [f for f in _contract_fields(meta) if BY_NAME[f].measured == "after"]
+    protocols = meta.extra.get("protocols", "unknown")
+    lines = ["## Choosing a protocol (eih recommend, POST /recommend)"]
+    if after:
+        lines.append(f"This model reads {', '.join(after)}, measured after the bout, unknown when a protocol is "
+                     "prescribed: it is a research model, and prescription refuses it.")
+        return lines
+    lines.append("The model reads only fields known before the bout, so it can score a grid of protocols for one "
+                 "person and rank them by P(hypoalgesia) - P(hyperalgesia).")
+    if protocols == "randomized":
+        lines.append("Protocols in the training data were assigned independently of the person (randomized, as in "
+                     "the simulator), so differences between protocols estimate what the protocol causes, within the "
+                     "protocols and people the data covered.")
+    else:
+        lines.append(f"Protocols in the training data: {protocols} (not assigned independently of the person), so a "
+                     "protocol ranking is not causal: differences between protocols may reflect who received which "
+                     "protocol. Retrain on randomized or crossover data (`eih train --protocols randomized`).")
     return lines
 
 

@@ -91,3 +91,30 @@ def confusion(y: np.ndarray, P: np.ndarray, path: str) -> np.ndarray:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return cm
+
+
+def decision_curves(table, cutoffs: dict[str, float], path: str) -> None:
+    """Net benefit of the two decisions (all people) against acting for everyone and no one,
+    with the hyperalgesia risk cut-offs marked on the "adapt" panel."""
+    titles = {"adapt": "adapt the protocol to avoid a flare (act if P(hyperalgesia) >= threshold)",
+              "expect_benefit": "expect benefit (act if P(hypoalgesia) >= threshold)"}
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    for ax, (name, title) in zip(axes, titles.items()):
+        t = table[(table["decision"] == name) & (table["group"] == "all")]
+        ax.plot(t["threshold"], t["model"], label="model", color="#264653")
+        ax.plot(t["threshold"], t["treat_all"], label="act for everyone", color="#e76f51", ls="--")
+        ax.axhline(0.0, label="act for no one", color="grey", lw=1)
+        top = float(max(t["model"].max(), t["treat_all"].max(), 0.01))
+        ax.set_ylim(-0.25 * top, 1.15 * top)
+        if name == "adapt":
+            for level, value in cutoffs.items():
+                ax.axvline(value, color="#e9c46a", lw=1, ls=":")
+                ax.text(value, 1.05 * top, f" {level}", fontsize=8)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("threshold probability")
+        ax.set_ylabel("net benefit (per person)")
+        ax.legend(fontsize=8)
+    fig.suptitle("Decision curves on the held-out test split")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -25,10 +25,11 @@ from features.reference import build_reference, numeric_reference
 from model_runtime.links import NORMAL_SPREAD, ORDINAL_OUTPUT, SPREAD_OUTPUT, MarginCalibration
 from model_runtime.metadata import ModelMeta
 from model_runtime.predictor import EIHPredictor, Explanation
-from training import baselines, metrics, tune
+from training import baselines, decision, metrics, tune
 from training.config import TrainConfig
 from training.split import Split, cv_folds, holdout_split
-from training.subgroups import subgroup_calibration
+from training.subgroups import subgroup_calibration, subgroup_metrics
+from training.uncertainty import calibrate_uncertainty, interval_metrics, risk_band_metrics
 
 
 @dataclass
@@ -56,7 +57,7 @@ class Prepared:
 def prepare(df: pd.DataFrame, y: np.ndarray, cfg: TrainConfig, seed: int) -> Prepared:
     """Hold out the test split, build the features, and the CV folds of the training split."""
     split = holdout_split(df, y, cfg.test_fraction, seed)
-    X = ContractFeatures(derived=cfg.derived_features).fit(df).transform(df)
+    X = ContractFeatures(predictors=cfg.predictors, derived=cfg.derived_features).fit(df).transform(df)
     target = eih_pct(df).to_numpy(dtype="float64") if cfg.ordinal else y.astype("float64")
     folds = cv_folds(df.iloc[split.train_idx], y[split.train_idx], cfg.cv_folds, seed)
     link = NORMAL_SPREAD if cfg.distributional else tune.link(cfg)
@@ -157,6 +158,8 @@ def fit(prep: Prepared, chosen: tune.Trial, calib: Calibrated, cfg: TrainConfig,
         boosters.append(tune.fit_final(Xtr, calib.spread.r2, calib.spread.params, calib.spread.n_rounds))
         outputs += (SPREAD_OUTPUT,)
         shape.update(spread_max_depth=cfg.spread_max_depth, spread_n_rounds=calib.spread.n_rounds)
+    unc = calibrate_uncertainty(ytr, prep.target[tr], calib.oof, calib.cal, prep.link,
+                                prep.df["pain_condition"].iloc[tr], cfg)
     meta = ModelMeta(
         contract_version=CONTRACT_VERSION,
         label_threshold_pct=cfg.label_threshold_pct,
@@ -164,7 +167,9 @@ def fit(prep: Prepared, chosen: tune.Trial, calib: Calibrated, cfg: TrainConfig,
         link=prep.link,
         outputs=outputs,
         calibration=calib.runtime(),
-        risk_cutoffs={"moderate": cfg.risk_moderate, "high": cfg.risk_high},
+        risk_cutoffs=unc.cutoffs,
+        risk_cutoffs_reason=unc.reason,
+        conformal=unc.conformal,
         reference=build_reference(Xtr),
         class_prior=tuple(float(v) for v in np.bincount(ytr, minlength=3) / len(ytr)),
         model_shape=shape,
@@ -192,6 +197,7 @@ class Evaluation:
     baselines: dict[str, np.ndarray]
     subgroups: pd.DataFrame
     calibration_cells: pd.DataFrame  # condition x modality x intensity band
+    decision_curves: pd.DataFrame
     oracle_P: np.ndarray | None = None
     extra: dict = field(default_factory=dict)
 
@@ -215,13 +221,17 @@ def evaluate(prep: Prepared, predictor: EIHPredictor, cfg: TrainConfig, seed: in
     oP = oracle_P[te] if oracle_P is not None else None
     if oP is not None:
         logged.update(oracle_metrics(yte, oP, logged))
-    subgroups = subgroup_table(yte, P, dte)
+    subgroups = subgroup_metrics(yte, P, dte, max(50, cfg.bootstrap // 2), seed)
     for r in subgroups.dropna().itertuples(index=False):
         logged[f"test_log_loss__{r.group}_{r.level}"] = r.log_loss
         logged[f"test_auroc_macro__{r.group}_{r.level}"] = r.auroc_macro
     cells = subgroup_calibration(yte, P, dte, cfg.bootstrap, seed, oP)
     logged.update(high_load_metrics(cells))
-    return Evaluation(P, ex, logged, ci, base, subgroups, cells, oP)
+    conditions = dte["pain_condition"]
+    X = predictor.frame_matrix(predictor.transform(dte))
+    logged.update(interval_metrics(prep.target[te], predictor.intervals_matrix(X, ex.margins), conditions))
+    logged.update(risk_band_metrics(P, predictor.risk_level(P[:, 2]), conditions))
+    return Evaluation(P, ex, logged, ci, base, subgroups, cells, decision.curves(yte, P, conditions), oP)
 
 
 def high_load_metrics(cells: pd.DataFrame) -> dict[str, float]:
@@ -252,25 +262,6 @@ def best_candidate_metrics(prep: Prepared, best: tune.Trial, cfg: TrainConfig, s
         out["best_cv_candidate_oracle_capture"] = metrics.oracle_capture(
             logged["null_test_log_loss"], out["best_cv_candidate_test_log_loss"], logged["oracle_test_log_loss"])
     return out
-
-
-def subgroup_table(y: np.ndarray, P: np.ndarray, df: pd.DataFrame) -> pd.DataFrame:
-    """Test metrics per sex and pain condition (groups under 30 people: counts only)."""
-    rows = []
-    for col in ("sex", "pain_condition"):
-        for level in BY_NAME[col].categories:
-            m = (df[col] == level).to_numpy()
-            n = int(m.sum())
-            if n < 30:
-                rows.append({"group": col, "level": level, "n": n})
-                continue
-            pm = metrics.point_metrics(y[m], P[m])
-            rows.append(
-                {"group": col, "level": level, "n": n, "log_loss": pm["log_loss"], "auroc_macro": pm["auroc_macro"],
-                 "brier": pm["brier"], "ece": pm["ece"], "balanced_accuracy": pm["balanced_accuracy"],
-                 "observed_hyperalgesia": float(np.mean(y[m] == 2)), "predicted_hyperalgesia": float(P[m, 2].mean())}
-            )
-    return pd.DataFrame(rows)
 
 
 def explain_rows_per_s(predictor: EIHPredictor, df: pd.DataFrame, repeats: int = 3) -> float:

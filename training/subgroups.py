@@ -77,3 +77,44 @@ def subgroup_calibration(y: np.ndarray, P: np.ndarray, df: pd.DataFrame, n_boot:
             row["oracle_hyperalgesia"] = float(oracle_P[mask, HYPER].mean())
         out.append(row)
     return pd.DataFrame(out)
+
+
+AGE_BANDS = ((18, 40, "18-39"), (40, 60, "40-59"), (60, 101, "60-100"))
+
+
+def _levels(df: pd.DataFrame) -> list[tuple[str, str, np.ndarray]]:
+    """(group, level, mask) for sex, age band, pain condition, modality and site."""
+    out = []
+    for col in ("sex", "pain_condition", "exercise_modality"):
+        values = df[col].astype(str).to_numpy()
+        out += [(col, level, values == level) for level in sorted(set(values))]
+    age = df["age_years"].to_numpy(dtype="float64")
+    out += [("age_band", name, (age >= lo) & (age < hi)) for lo, hi, name in AGE_BANDS]
+    if "site" in df.columns and df["site"].nunique() > 1:
+        sites = df["site"].astype(str).to_numpy()
+        out += [("site", s, sites == s) for s in sorted(set(sites))]
+    return out
+
+
+def subgroup_metrics(y: np.ndarray, P: np.ndarray, df: pd.DataFrame, n_boot: int = 200, seed: int = 0) -> pd.DataFrame:
+    """Test metrics per sex, age band, pain condition, modality and site (when there are several),
+    with 95 % bootstrap intervals of the log-loss; groups under 30 people: counts only."""
+    from training import metrics
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for group, level, m in _levels(df):
+        n = int(m.sum())
+        if n < 30:
+            rows.append({"group": group, "level": level, "n": n})
+            continue
+        pm = metrics.point_metrics(y[m], P[m])
+        ym, Pm = y[m], P[m]
+        idx = rng.integers(0, n, size=(n_boot, n))
+        boots = [metrics.log_loss(ym[i], Pm[i]) for i in idx]
+        lo, hi = np.percentile(boots, [2.5, 97.5])
+        rows.append({"group": group, "level": level, "n": n, "log_loss": pm["log_loss"], "log_loss_ci_low": float(lo),
+                     "log_loss_ci_high": float(hi), "auroc_macro": pm["auroc_macro"], "brier": pm["brier"],
+                     "ece": pm["ece"], "balanced_accuracy": pm["balanced_accuracy"],
+                     "observed_hyperalgesia": float(np.mean(ym == HYPER)), "predicted_hyperalgesia": float(Pm[:, HYPER].mean())})
+    return pd.DataFrame(rows)

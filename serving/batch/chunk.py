@@ -12,9 +12,18 @@ import pandas as pd
 import pyarrow as pa
 
 from data_contracts.validate import validate_frame
-from serving.batch.aggregates import Aggregates, add_attributions, add_input_drift, add_predictions, add_problems, add_sample
+from serving.batch.aggregates import (
+    Aggregates,
+    add_attributions,
+    add_input_drift,
+    add_outcomes_and_sites,
+    add_predictions,
+    add_problems,
+    add_sample,
+    expected_change,
+)
 from serving.batch.options import HYPER, ChunkOptions
-from serving.batch.writers import build_table
+from serving.batch.writers import build_table, change_arrays
 
 
 @dataclass
@@ -52,15 +61,15 @@ def _sample_mask(frame: pd.DataFrame, valid: pd.DataFrame, opts: ChunkOptions, i
 
 def _predict(predictor, X: pd.DataFrame, sampled: np.ndarray, explain: str):
     """(probabilities, Explanation or None, contributions for the aggregates,
-    contributions of the sampled rows). With explain "none" only the sampled rows are
+    contributions of the sampled rows, calibrated margins). With explain "none" only the sampled rows are
     explained, for the attribution drift and the report's drivers."""
     if explain == "none":
-        P = predictor.proba(predictor.margins_of(X))
+        margins = predictor.margins_of(X)
         contrib = predictor.explain_features(X.iloc[np.flatnonzero(sampled)]).contributions if sampled.any() else None
-        return P, None, contrib, contrib
+        return predictor.proba(margins), None, contrib, contrib, margins
     ex = predictor.explain_features(X)
     P = predictor.proba(ex.margins)
-    return P, ex, ex.contributions, ex.contributions[sampled]
+    return P, ex, ex.contributions, ex.contributions[sampled], ex.margins
 
 
 def score_chunk(predictor, frame: pd.DataFrame, index: int, row_offset: int, duplicate_ids,
@@ -80,10 +89,13 @@ def score_chunk(predictor, frame: pd.DataFrame, index: int, row_offset: int, dup
     sampled = _sample_mask(frame, valid, opts, index)
     if len(valid):
         X = predictor.transform(valid)  # once: scoring, explanations, drift and the beeswarm sample
-        P, ex, contrib, sample_contrib = _predict(predictor, X, sampled, opts.explain)
+        P, ex, contrib, sample_contrib, margins = _predict(predictor, X, sampled, opts.explain)
         risk = risk_codes(predictor, P[:, HYPER])
-        table = build_table(valid["subject_id"], P, risk, ex, opts.explain, opts.top_k, schema)
-        add_predictions(agg, P, risk, valid)
+        change = change_arrays(predictor, margins, valid["pain_condition"].astype(object).to_numpy())
+        table = build_table(valid["subject_id"], P, risk, ex, opts.explain, opts.top_k, schema, change)
+        expected = expected_change(predictor, margins)
+        add_predictions(agg, P, risk, valid, expected)
+        add_outcomes_and_sites(agg, predictor, valid, X, P, expected)
         add_input_drift(agg, predictor, X)
         add_attributions(agg, predictor, contrib)
         add_sample(agg, predictor, X, sampled, sample_contrib)

@@ -28,6 +28,7 @@ from serving.batch.writers import (
     check_paths,
     default_rejects_path,
     default_report_path,
+    change_columns,
     output_schema,
     partial_path,
     write_report,
@@ -191,7 +192,7 @@ def score_file(path: str | os.PathLike, out: str | os.PathLike, options: ScoreOp
         progress.start(n_total)
     chunk_opts = ChunkOptions(explain=options.explain, top_k=options.top_k,
                               sample_rate=min(1.0, SAMPLE_ROWS / max(n_total, 1)), seed=options.seed)
-    schema = output_schema(predictor.outputs, predictor.fields, options.explain, options.top_k)
+    schema = output_schema(predictor.outputs, predictor.fields, options.explain, options.top_k, change_columns(predictor))
     run = start_run(options, lm, files.input) if options.log_mlflow else None
 
     outputs = _Outputs(files)

@@ -55,11 +55,34 @@ def check_paths(path: Path, out: Path, rejects: Path, report: Path | None) -> No
 # ------------------------------------------------------------------------------------
 # the scores table
 # ------------------------------------------------------------------------------------
-def output_schema(outputs: tuple[str, ...], fields: tuple[str, ...], explain: str, top_k: int) -> pa.Schema:
+def change_columns(predictor) -> tuple[str, ...]:
+    """The columns of the expected change, its spread and the prediction intervals a model
+    gives (none for a class-margin model; no intervals without a conformal calibration)."""
+    if predictor.change_of(np.zeros((1, len(predictor.outputs)))) is None:
+        return ()
+    levels = predictor.meta.conformal.get("levels", {}) if predictor.meta.conformal else {}
+    return ("expected_change_pct", "change_sd_pct") + tuple(
+        f"change_{side}{level}_pct" for level in levels for side in ("lo", "hi"))
+
+
+def change_arrays(predictor, margins: np.ndarray, conditions) -> list[np.ndarray]:
+    """The values of `change_columns`, in order."""
+    change = predictor.change_of(margins)
+    if change is None:
+        return []
+    out = [change[0], change[1]]
+    for iv in (predictor.intervals(margins, conditions) or {}).values():
+        out += [iv[:, 0], iv[:, 1]]
+    return out
+
+
+def output_schema(outputs: tuple[str, ...], fields: tuple[str, ...], explain: str, top_k: int,
+                  change: tuple[str, ...] = ()) -> pa.Schema:
     """Columns of the scores file, in order (the same for every chunk and engine)."""
     cols = [pa.field("subject_id", pa.string(), nullable=False)]
     cols += [pa.field(f"p_{r}", pa.float64()) for r in RESPONSES]
     cols += [pa.field("predicted_response", pa.string()), pa.field("hyperalgesia_risk", pa.string())]
+    cols += [pa.field(name, pa.float64()) for name in change]
     if explain == "top":
         for i in range(1, min(top_k, len(fields)) + 1):
             cols += [pa.field(f"top{i}_field", pa.string()), pa.field(f"top{i}_contribution", pa.float64()),
@@ -78,14 +101,16 @@ def _labels(codes: np.ndarray, labels: tuple[str, ...] | list[str]) -> pa.Array:
 
 
 def build_table(ids: pd.Series, P: np.ndarray, risk: np.ndarray, ex, explain: str, top_k: int,
-                schema: pa.Schema) -> pa.Table:
-    """The output rows of one chunk (vectorized; `ex` is the predictor's Explanation)."""
+                schema: pa.Schema, change: list[np.ndarray] = ()) -> pa.Table:
+    """The output rows of one chunk (vectorized; `ex` is the predictor's Explanation,
+    `change` the arrays of `change_columns`)."""
     from serving.explain import top_fields
 
     cols: list[pa.Array] = [pa.array(ids.astype("str").to_numpy(dtype=object), pa.string())]
     cols += [pa.array(np.ascontiguousarray(P[:, k], dtype="float64")) for k in range(len(RESPONSES))]
     cols.append(_labels(P.argmax(axis=1), RESPONSES))
     cols.append(_labels(risk, RISK_LEVELS))
+    cols += [pa.array(np.ascontiguousarray(v, dtype="float64")) for v in change]
     if explain == "top":
         idx, val, tow = top_fields(ex.reasons(), top_k)
         for j in range(idx.shape[1]):
