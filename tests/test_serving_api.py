@@ -263,6 +263,10 @@ def test_request_shape_errors(server):
     assert r.status_code == 415
     r = c.post("/explain", json={"rows": [EXAMPLE_RECORD]})
     assert r.status_code == 422
+    r = c.post("/predict", json=dict(EXAMPLE_RECORD, site=MARKER))  # a bare record: one hint, not 24 problems
+    assert r.status_code == 422 and MARKER not in r.text
+    assert [p["problem"] for p in _problems(r)] == [
+        'the body must be {"records": [record, ...]}: it looks like a single record']
 
 
 def test_oversized_bodies_get_413(server):
@@ -297,10 +301,43 @@ def test_logs_never_show_values_of_rejected_requests(server):
 
 
 # ---- fuzzing -----------------------------------------------------------------------------------
-def test_schemathesis_fuzz_finds_no_server_error(server, tmp_path):
-    cmd = [str(BIN / "schemathesis"), "run", server.base + "/docs.json", "--checks", "not_a_server_error",
+def test_schemathesis_fuzz_finds_no_server_error_and_no_undocumented_status(server, tmp_path):
+    cmd = [str(BIN / "schemathesis"), "run", server.base + "/docs.json", "--checks",
+           "not_a_server_error,status_code_conformance",
            "--max-examples", "20", "--seed", "20261122", "--header", f"Authorization: Bearer {TOKEN}",
            "--request-timeout", "60", "--no-color", "--report-dir", str(tmp_path)]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=420)
     assert res.returncode == 0, res.stdout[-5000:] + res.stderr[-2000:]
     assert "No issues found" in res.stdout
+
+
+# ---- the API page, the document and BentoML's client ----------------------------------------------
+def test_the_served_api_page_and_document(server):
+    import re
+
+    version = server.client.get("/metadata").json()["model"]["version"]
+    page = server.client.get("/").text
+    assert f"eih-responder version {version}" in re.search(r"<title>(.*?)</title>", page, re.S).group(1)
+    assert not re.search(r"""(?:src|href)\s*=\s*["'](?:https?:)?//""", page)
+    doc = server.client.get("/docs.json").json()
+    assert doc["security"] == [{"bearer": []}] and doc["paths"]["/readyz"]["get"]["security"] == []
+    for path in ("/predict", "/explain"):
+        assert {"200", "400", "401", "413", "415", "422", "503"} <= set(doc["paths"][path]["post"]["responses"])
+
+
+def _readme_client_example() -> str:
+    import re
+
+    text = (Path(__file__).resolve().parent.parent / "serving" / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert len(blocks) == 1 and "bentoml.SyncHTTPClient" in blocks[0]
+    return blocks[0]
+
+
+def test_the_readme_client_example_runs_against_the_served_model(server, monkeypatch, capsys):
+    code = _readme_client_example().replace("http://127.0.0.1:3000", server.base)
+    monkeypatch.setenv("EIH_API_TOKEN", TOKEN)
+    exec(compile(code, "serving/README.md", "exec"), {"__name__": "readme_example"})  # noqa: S102 - our own README
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("demo-001 ") and out[0].split()[1] in RESPONSES
+    assert out[-1].startswith("refused: 422 ") and "cpm_pct" in out[-1] and "350" not in out[-1]
