@@ -4,6 +4,7 @@ served, explained prediction in one go)."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -76,7 +77,16 @@ def ui(
     artifacts that `eih train` and `eih score` write (the checkout's mlruns/mlflow.db
     unless MLFLOW_TRACKING_URI or EIH_* say otherwise; `eih info` shows which). MLflow's own security options
     (allowed hosts, CORS) stay at their defaults; its usage-data notice is marked as read
-    (telemetry is off). Exit code 2 without starting when the port is in use."""
+    (telemetry is off). Exit code 2 without starting when the port is in use. When the store
+    is a tracking server (MLFLOW_TRACKING_URI=http(s)://...), that server is the UI: `eih ui`
+    prints its address and starts nothing."""
+    from model_runtime.settings import tracking_uri
+
+    store = tracking_uri()
+    if store.startswith(("http://", "https://")):
+        shown = re.sub(r"//[^/@]*@", "//", store)  # never print credentials from the URI
+        typer.echo(f"the store is the tracking server {shown}: open its own MLflow UI there (nothing started here)")
+        raise typer.Exit(0)
     exit_if_port_busy(host, port, "eih ui")
     cmd = ui_command(host, port)
     typer.echo(f"MLflow UI on http://{host}:{port}  (store: {cmd[cmd.index('--backend-store-uri') + 1]}); Ctrl-C stops it")

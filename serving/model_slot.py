@@ -15,8 +15,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+from collections.abc import Callable
 
 from data_contracts.examples import EXAMPLE_RECORD
+from model_runtime.loading import LoadedModel
 from serving.gate import normalise_record
 from serving.scoring import Job, Scorer
 
@@ -27,8 +29,9 @@ class ModelSlot:
     """The served model of one worker (see the module docstring)."""
 
     def __init__(self, uri: str, *, xgb_threads: int = 1, top_k: int = 5, retry_seconds: float = 30.0,
-                 follow_seconds: float | None = None) -> None:
+                 follow_seconds: float | None = None, loader: Callable[[str], LoadedModel] | None = None) -> None:
         self.uri = uri
+        self.loader = loader  # how `uri` is loaded (default: the MLflow registry, model_runtime.loading.load_model)
         self.xgb_threads = xgb_threads
         self.top_k = top_k
         self.retry_seconds = retry_seconds
@@ -56,7 +59,7 @@ class ModelSlot:
         """Load `load_uri`, build its Scorer and score the example record once (warm-up)."""
         from model_runtime.loading import load_model
 
-        loaded = load_model(load_uri)
+        loaded = (self.loader or load_model)(load_uri)
         if load_uri != self.uri:  # a pinned version of the followed alias: report the alias as the URI
             loaded = dataclasses.replace(loaded, uri=self.uri)
         loaded.predictor.set_threads(self.xgb_threads)

@@ -11,7 +11,8 @@ Routes
   the served model); GET /docs.json, the OpenAPI document with every status a route answers.
 - BentoML's own: /livez, /readyz (503 until a usable model is loaded), /metrics.
 
-The model (`models:/eih-responder@champion`, or `EIH_MODEL_URI`) is loaded once, in a
+The model (`models:/eih-responder@champion`, or `EIH_MODEL_URI`; in a Bento built by `eih
+build`, the registered version bundled in it, serving/bento.py) is loaded once, in a
 background thread, when a worker starts: /livez answers at once and /readyz turns ready
 when the model is in. While no usable model can be loaded (no champion yet, a registry
 that does not answer, a model trained on another contract major version) the worker logs
@@ -50,6 +51,7 @@ from data_contracts.record import ContractRecord
 from model_runtime.settings import champion_uri
 from serving import api_page, logsafety
 from serving.batching import MicroBatcher
+from serving.bento import bundled_model_tag, load_bundled
 from serving.gate import MAX_RECORDS, GateError, check_rules, normalise_record
 from serving.middleware import DEFAULT_MAX_BODY_BYTES, STATE_KEY, SafetyMiddleware
 from serving.model_slot import ModelSlot
@@ -123,8 +125,10 @@ class EIHService:
         log.setLevel(logging.INFO)
         # model settings are read again here (the module-level ones fixed workers and middleware)
         self.settings = st = ServeSettings.from_env()
-        self._slot = ModelSlot(st.model_uri or champion_uri(), xgb_threads=st.xgb_threads, top_k=st.top_k,
-                               retry_seconds=st.retry_seconds, follow_seconds=st.follow_seconds).start()
+        bundled = None if st.model_uri else bundled_model_tag(EIHService)  # a Bento's own model (serving/bento.py)
+        self._slot = ModelSlot(st.model_uri or bundled or champion_uri(), xgb_threads=st.xgb_threads, top_k=st.top_k,
+                               retry_seconds=st.retry_seconds, follow_seconds=None if bundled else st.follow_seconds,
+                               loader=load_bundled if bundled else None).start()
         self._batcher = MicroBatcher(self._run, max_rows=st.max_batch_rows)
 
     def __is_ready__(self) -> bool:

@@ -68,7 +68,16 @@ def log_and_register(predictor: EIHPredictor, workdir: Path, registered_model: s
 
 
 def gate(name: str, version: str, dte: pd.DataFrame, yte: np.ndarray, new_ll: float, alias: str) -> tuple[bool, str]:
-    """Move `alias` to the new version only if it beats the current champion on this test split."""
+    """Move `alias` to the new version only if it beats the current champion on this test split.
+    Decided under the registry's gate lock (training/gate_lock.py): of two trainings at once, the
+    second compares against what the first decided."""
+    from training.gate_lock import gate_lock
+
+    with gate_lock(name):
+        return _decide(name, version, dte, yte, new_ll, alias)
+
+
+def _decide(name: str, version: str, dte: pd.DataFrame, yte: np.ndarray, new_ll: float, alias: str) -> tuple[bool, str]:
     import mlflow
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
