@@ -89,6 +89,7 @@ PROBES = frozenset({"/livez", "/readyz", "/healthz"})
 STATUSES: dict[tuple[str, str], tuple[int, ...]] = {
     ("post", "/predict"): (200, *_GUARDED, 415, 422, 500, 503),
     ("post", "/explain"): (200, *_GUARDED, 415, 422, 500, 503),
+    ("post", "/recommend"): (200, *_GUARDED, 415, 422, 500, 503),  # the same middleware, its own gate
     ("get", "/metadata"): (200, *_GUARDED, 503),
     ("get", "/metrics"): (200, *_GUARDED),
     ("get", "/livez"): (200,),
