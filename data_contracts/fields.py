@@ -19,6 +19,10 @@ RESPONSES = ("hypoalgesia", "no_change", "hyperalgesia")
 
 Role = Literal["id", "meta", "predictor", "outcome"]
 Kind = Literal["string", "number", "category"]
+Measured = Literal["before", "after"]
+"""When a field is measured relative to the exercise bout: `before` is known when a protocol
+is prescribed; `after` (post-bout lactate, the post-bout PPT) is not, so a model that reads
+an after-bout field cannot choose a protocol."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,7 @@ class Field:
     hints: tuple[UnitHint, ...] = field(default_factory=tuple)
     label: str = ""  # what a clinician reads
     bands: tuple[Band, ...] = field(default_factory=tuple)
+    measured: Measured = "before"
 
     @property
     def display_unit(self) -> str:
@@ -124,10 +129,28 @@ FIELDS: tuple[Field, ...] = (
         description="IASP pain mechanism descriptor",
         label="Pain mechanism",
     ),
-    Field("pain_duration_months", "number", "predictor", True, "months", 0, 600, description="pain duration", label="Pain duration"),
-    Field("pain_intensity_nrs", "number", "predictor", True, "NRS", 0, 10, description="average pain over the last week", label="Average pain"),
-    Field("csi_score", "number", "predictor", False, "points", 0, 100, description="Central Sensitization Inventory", label="Central Sensitization Inventory", bands=(Band("below the sensitization threshold", below=40), Band("suggests central sensitization"))),
-    Field("paindetect_score", "number", "predictor", False, "points", -1, 38, description="painDETECT score", label="painDETECT", bands=(Band("neuropathic component unlikely", below=13), Band("unclear", below=19), Band("neuropathic component likely"))),
+    Field(
+        "pain_duration_months", "number", "predictor", True, "months", 0, 600,
+        description="pain duration", label="Pain duration",
+    ),
+    Field(
+        "pain_intensity_nrs", "number", "predictor", True, "NRS", 0, 10,
+        description="average pain over the last week", label="Average pain",
+    ),
+    Field(
+        "csi_score", "number", "predictor", False, "points", 0, 100,
+        description="Central Sensitization Inventory", label="Central Sensitization Inventory",
+        bands=(Band("below the sensitization threshold", below=40), Band("suggests central sensitization")),
+    ),
+    Field(
+        "paindetect_score", "number", "predictor", False, "points", -1, 38,
+        description="painDETECT score", label="painDETECT",
+        bands=(
+            Band("neuropathic component unlikely", below=13),
+            Band("unclear", below=19),
+            Band("neuropathic component likely"),
+        ),
+    ),
     Field(
         "ppt_baseline_kpa", "number", "predictor", True, "kPa", 50, 2000,
         description="pressure pain threshold before exercise",
@@ -136,13 +159,45 @@ FIELDS: tuple[Field, ...] = (
         ),
         label="Baseline pressure pain threshold",
     ),
-    Field("cpm_pct", "number", "predictor", True, "%", -100, 300, description="conditioned pain modulation (positive = inhibition)", label="CPM", bands=(Band("impaired inhibition", below=0), Band("weak inhibition", below=10), Band("efficient inhibition"))),
-    Field("temporal_summation_nrs", "number", "predictor", False, "NRS points", -10, 10, description="temporal summation (wind-up)", label="Temporal summation", bands=(Band("little wind-up", below=2), Band("enhanced wind-up"))),
-    Field("pcs_total", "number", "predictor", True, "points", 0, 52, description="Pain Catastrophizing Scale", label="Pain catastrophizing (PCS)", bands=(Band("below the clinical threshold of 30", at_most=30), Band("clinically relevant catastrophizing"))),
-    Field("tsk17_total", "number", "predictor", True, "points", 17, 68, description="Tampa Scale of Kinesiophobia", label="Kinesiophobia (TSK-17)", bands=(Band("low to moderate fear of movement", at_most=37), Band("high fear of movement"))),
-    Field("pseq_total", "number", "predictor", True, "points", 0, 60, description="Pain Self-Efficacy Questionnaire", label="Pain self-efficacy (PSEQ)", bands=(Band("severely low self-efficacy", below=20), Band("moderate self-efficacy", below=40), Band("high self-efficacy"))),
-    Field("hads_anxiety", "number", "predictor", False, "points", 0, 21, description="HADS anxiety", label="HADS anxiety", bands=_HADS),
-    Field("hads_depression", "number", "predictor", False, "points", 0, 21, description="HADS depression", label="HADS depression", bands=_HADS),
+    Field(
+        "cpm_pct", "number", "predictor", True, "%", -100, 300,
+        description="conditioned pain modulation (positive = inhibition)", label="CPM",
+        bands=(Band("impaired inhibition", below=0), Band("weak inhibition", below=10), Band("efficient inhibition")),
+    ),
+    Field(
+        "temporal_summation_nrs", "number", "predictor", False, "NRS points", -10, 10,
+        description="temporal summation (wind-up)", label="Temporal summation",
+        bands=(Band("little wind-up", below=2), Band("enhanced wind-up")),
+    ),
+    Field(
+        "pcs_total", "number", "predictor", True, "points", 0, 52,
+        description="Pain Catastrophizing Scale", label="Pain catastrophizing (PCS)",
+        bands=(Band("below the clinical threshold of 30", at_most=30), Band("clinically relevant catastrophizing")),
+    ),
+    Field(
+        "tsk17_total", "number", "predictor", True, "points", 17, 68,
+        description="Tampa Scale of Kinesiophobia", label="Kinesiophobia (TSK-17)",
+        bands=(Band("low to moderate fear of movement", at_most=37), Band("high fear of movement")),
+    ),
+    Field(
+        "pseq_total", "number", "predictor", True, "points", 0, 60,
+        description="Pain Self-Efficacy Questionnaire", label="Pain self-efficacy (PSEQ)",
+        bands=(
+            Band("severely low self-efficacy", below=20),
+            Band("moderate self-efficacy", below=40),
+            Band("high self-efficacy"),
+        ),
+    ),
+    Field(
+        "hads_anxiety", "number", "predictor", False, "points", 0, 21,
+        description="HADS anxiety", label="HADS anxiety",
+        bands=_HADS,
+    ),
+    Field(
+        "hads_depression", "number", "predictor", False, "points", 0, 21,
+        description="HADS depression", label="HADS depression",
+        bands=_HADS,
+    ),
     Field(
         "expected_pain_change_nrs", "number", "predictor", False, "NRS points", -10, 10,
         description="expected change of pain with exercise (negative = expects relief)",
@@ -155,12 +210,16 @@ FIELDS: tuple[Field, ...] = (
         hints=(UnitHint("above", 100, "looks like pg/mL (divide by 1000)"),),
         label="BDNF",
     ),
-    Field("bdnf_matrix", "category", "predictor", False, categories=("serum", "plasma"), description="BDNF sample matrix", label="BDNF sample matrix"),
+    Field(
+        "bdnf_matrix", "category", "predictor", False, categories=("serum", "plasma"),
+        description="BDNF sample matrix", label="BDNF sample matrix",
+    ),
     Field(
         "lactate_mmol_l", "number", "predictor", False, "mmol/L", 0.3, 30,
         description="blood lactate right after the bout",
         hints=(UnitHint("above", 30, "looks like mg/dL (divide by 9.01)"),),
         label="Post-exercise lactate",
+        measured="after",
     ),
     Field("il6_pg_ml", "number", "predictor", False, "pg/mL", 0.05, 500, description="resting interleukin-6", label="IL-6"),
     Field(
@@ -181,13 +240,23 @@ FIELDS: tuple[Field, ...] = (
             Band("high intensity"),
         ),
     ),
-    Field("exercise_duration_min", "number", "predictor", True, "minutes", 1, 120, description="exercise duration", label="Exercise duration", bands=(Band("shorter than ~10 minutes", below=10), Band("", below=20), Band("20-45 minutes", at_most=45))),
+    Field(
+        "exercise_duration_min", "number", "predictor", True, "minutes", 1, 120,
+        description="exercise duration", label="Exercise duration",
+        bands=(Band("shorter than ~10 minutes", below=10), Band("", below=20), Band("20-45 minutes", at_most=45)),
+    ),
     # outcome (training data only)
-    Field("ppt_post_kpa", "number", "outcome", False, "kPa", 20, 3000, description="PPT right after the bout", label="Pressure pain threshold after the bout"),
+    Field(
+        "ppt_post_kpa", "number", "outcome", False, "kPa", 20, 3000,
+        description="PPT right after the bout", label="Pressure pain threshold after the bout", measured="after",
+    ),
 )
 
 BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
 PREDICTORS: tuple[str, ...] = tuple(f.name for f in FIELDS if f.role == "predictor")
+BEFORE_BOUT_PREDICTORS: tuple[str, ...] = tuple(f.name for f in FIELDS if f.role == "predictor" and f.measured == "before")
+"""The predictors known before the bout: what a model that chooses a protocol may read."""
+AFTER_BOUT: tuple[str, ...] = tuple(f.name for f in FIELDS if f.measured == "after")
 REQUIRED: tuple[str, ...] = tuple(f.name for f in FIELDS if f.required)
 OPTIONAL_PREDICTORS: tuple[str, ...] = tuple(f.name for f in FIELDS if f.role == "predictor" and not f.required)
 NUMERIC: tuple[str, ...] = tuple(f.name for f in FIELDS if f.kind == "number")

@@ -181,7 +181,8 @@ def missing_columns_message(columns: Sequence[str]) -> str | None:
         # a first line of values: not one of them is repeated
         return text + "; the first line looks like data, not a header (`eih template` writes the contract's header)"
     if len(columns) == 1:
-        return text + "; the header was read as one column: is the file separated by something other than comma, semicolon or tab?"
+        return (text + "; the header was read as one column: is the file separated by something other than comma,"
+                " semicolon or tab?")
     hints = column_hints(columns, missing)
     if hints:
         text += "; " + "; ".join(f"`{col}` looks like " + " or ".join(f"`{c}`" for c in found)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field as PydanticField, create_model
+from pydantic import BaseModel, ConfigDict, create_model
+from pydantic import Field as PydanticField
 
 from data_contracts.fields import FIELDS, Field
 

@@ -54,11 +54,14 @@ def _in_pain(df: pd.DataFrame) -> pd.Series:
 
 _CROSS_CHECKS = {
     "pain_free_duration": lambda df: ~_pain_free(df) | df["pain_duration_months"].isna() | (df["pain_duration_months"] == 0),
-    "pain_free_mechanism": lambda df: ~_pain_free(df) | _col(df, "pain_mechanism").isna() | (_col(df, "pain_mechanism") == "none"),
+    "pain_free_mechanism": lambda df: (
+        ~_pain_free(df) | _col(df, "pain_mechanism").isna() | (_col(df, "pain_mechanism") == "none")),
     "pain_duration_chronic": lambda df: ~_in_pain(df) | df["pain_duration_months"].isna() | (df["pain_duration_months"] >= 3),
     "pain_mechanism_not_none": lambda df: ~_in_pain(df) | (_col(df, "pain_mechanism") != "none").fillna(True),
     "bdnf_matrix_given": lambda df: _col(df, "bdnf_ng_ml").isna() | _col(df, "bdnf_matrix").notna(),
-    "bdnf_plasma_plausible": lambda df: ~(_col(df, "bdnf_matrix") == "plasma").fillna(False) | _col(df, "bdnf_ng_ml").isna() | (_col(df, "bdnf_ng_ml") <= 5),
+    "bdnf_plasma_plausible": lambda df: (
+        ~(_col(df, "bdnf_matrix") == "plasma").fillna(False) | _col(df, "bdnf_ng_ml").isna()
+        | (_col(df, "bdnf_ng_ml") <= 5)),
 }
 
 # the same rules, one record at a time (tests/test_serving_units.py checks they agree with the above)
@@ -79,7 +82,8 @@ CROSS_RULES: tuple[CrossRule, ...] = (
     CrossRule("pain_duration_chronic", "pain_duration_months", "a chronic pain condition requires pain_duration_months >= 3"),
     CrossRule("pain_mechanism_not_none", "pain_mechanism", "a chronic pain condition requires a pain_mechanism other than none"),
     CrossRule("bdnf_matrix_given", "bdnf_matrix", "bdnf_matrix is required when bdnf_ng_ml is given"),
-    CrossRule("bdnf_plasma_plausible", "bdnf_ng_ml", "plasma BDNF above 5 ng/mL is implausible (serum and plasma are never mixed)"),
+    CrossRule("bdnf_plasma_plausible", "bdnf_ng_ml",
+              "plasma BDNF above 5 ng/mL is implausible (serum and plasma are never mixed)"),
 )
 
 

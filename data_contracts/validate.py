@@ -313,7 +313,8 @@ def typed(df: pd.DataFrame) -> pd.DataFrame:
         elif f.kind == "category":
             out[name] = _categorical(out[name], list(f.categories))
         else:
-            out[name] = out[name].astype("str").where(out[name].notna(), None) if out[name].isna().any() else out[name].astype("str")
+            text = out[name].astype("str")
+            out[name] = text.where(out[name].notna(), None) if out[name].isna().any() else text
     for name in CATEGORICAL + NUMERIC:
         if name not in out.columns and BY_NAME[name].role == "predictor":
             f = BY_NAME[name]

@@ -240,21 +240,21 @@ def _missingness(rng, site, sites, cond) -> tuple[np.ndarray, np.ndarray]:
 
     pf = cond == M.PAIN_FREE
     seen = np.zeros((n, M.K), dtype=bool)
-    I = M.IDX
-    seen[:, I["bmi_kg_m2"]] = U[:, 0] < p("bmi", o["bmi"])
-    seen[:, I["csi_score"]] = U[:, 1] < p("csi", o["csi"])
-    seen[:, I["paindetect_score"]] = ~pf & (U[:, 2] < p("paindetect", o["paindetect"]))
-    seen[:, I["temporal_summation_nrs"]] = U[:, 3] < p("ts", o["ts"])
+    idx = M.IDX
+    seen[:, idx["bmi_kg_m2"]] = U[:, 0] < p("bmi", o["bmi"])
+    seen[:, idx["csi_score"]] = U[:, 1] < p("csi", o["csi"])
+    seen[:, idx["paindetect_score"]] = ~pf & (U[:, 2] < p("paindetect", o["paindetect"]))
+    seen[:, idx["temporal_summation_nrs"]] = U[:, 3] < p("ts", o["ts"])
     hads = U[:, 4] < p("hads", o["hads"])
     blank = U[:, 5] < o["hads_single_missing"]
     which = U[:, 6] < 0.5
-    seen[:, I["hads_anxiety"]] = hads & ~(blank & which)
-    seen[:, I["hads_depression"]] = hads & ~(blank & ~which)
-    seen[:, I["expected_pain_change_nrs"]] = U[:, 7] < p("expectation", o["expectation"])
+    seen[:, idx["hads_anxiety"]] = hads & ~(blank & which)
+    seen[:, idx["hads_depression"]] = hads & ~(blank & ~which)
+    seen[:, idx["expected_pain_change_nrs"]] = U[:, 7] < p("expectation", o["expectation"])
     blood = U[:, 8] < p("blood", o["blood"])
-    seen[:, I["bdnf_ng_ml"]] = blood & (U[:, 9] < o["bdnf_given_blood"])
-    seen[:, I["il6_pg_ml"]] = blood & (U[:, 10] < o["il6_given_blood"])
-    seen[:, I["lactate_mmol_l"]] = U[:, 12] < p("lactate", o["lactate"])
+    seen[:, idx["bdnf_ng_ml"]] = blood & (U[:, 9] < o["bdnf_given_blood"])
+    seen[:, idx["il6_pg_ml"]] = blood & (U[:, 10] < o["il6_given_blood"])
+    seen[:, idx["lactate_mmol_l"]] = U[:, 12] < p("lactate", o["lactate"])
     mech_seen = np.where(pf, U[:, 11] < P.OBSERVE_NONE, U[:, 11] < p("mechanism", o["mechanism"]))
     return seen, mech_seen
 

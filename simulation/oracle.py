@@ -223,7 +223,7 @@ def physiology(obs: Observed, *, latent: np.ndarray | None = None, terms: M.Outc
     out = M.outcome_terms(x, world) if terms is None else terms
     Z = M.to_latent(obs.values, obs.matrix, out.lac_shift) if latent is None else latent
     seen = ~np.isnan(Z)
-    O = seen.astype("float64")
+    obs_mask = seen.astype("float64")
     Zf = np.where(seen, Z, 0.0)
 
     muF = M.factor_means(x)
@@ -233,33 +233,33 @@ def physiology(obs: Observed, *, latent: np.ndarray | None = None, terms: M.Outc
 
     # posterior precision of F given the observed indicators (same for every mechanism)
     Si = M.SIGMA_F_INV
-    P11 = Si[0, 0] + O @ (M.LOAD[:, 0] * lw[:, 0])
-    P12 = Si[0, 1] + O @ (M.LOAD[:, 0] * lw[:, 1])
-    P22 = Si[1, 1] + O @ (M.LOAD[:, 1] * lw[:, 1])
+    P11 = Si[0, 0] + obs_mask @ (M.LOAD[:, 0] * lw[:, 0])
+    P12 = Si[0, 1] + obs_mask @ (M.LOAD[:, 0] * lw[:, 1])
+    P22 = Si[1, 1] + obs_mask @ (M.LOAD[:, 1] * lw[:, 1])
     det = P11 * P22 - P12**2
     V11, V12, V22 = P22 / det, -P12 / det, P11 / det
 
     # the outcome's coefficients on F after integrating the missing direct-effect latents
-    e, l = M.I_EXP, M.I_LAC
-    miss_e, miss_l = ~seen[:, e], ~seen[:, l]
+    e, lac = M.I_EXP, M.I_LAC
+    miss_e, miss_l = ~seen[:, e], ~seen[:, lac]
     be = np.where(miss_e, out.beta_exp, 0.0)
     bl = np.where(miss_l, out.beta_lac, 0.0)
-    w1 = out.w[:, 0] + be * M.LOAD[e, 0] + bl * M.LOAD[l, 0]
-    w2 = out.w[:, 1] + be * M.LOAD[e, 1] + bl * M.LOAD[l, 1]
+    w1 = out.w[:, 0] + be * M.LOAD[e, 0] + bl * M.LOAD[lac, 0]
+    w2 = out.w[:, 1] + be * M.LOAD[e, 1] + bl * M.LOAD[lac, 1]
     var = (
         w1 * w1 * V11 + 2.0 * w1 * w2 * V12 + w2 * w2 * V22
-        + be**2 * M.PSI[e] ** 2 + bl**2 * M.PSI[l] ** 2
+        + be**2 * M.PSI[e] ** 2 + bl**2 * M.PSI[lac] ** 2
         + out.sigma**2
     )
     const = (
         out.b0
         + np.where(miss_e, out.beta_exp * c[:, e], out.beta_exp * Zf[:, e])
-        + np.where(miss_l, out.beta_lac * c[:, l], out.beta_lac * Zf[:, l])
+        + np.where(miss_l, out.beta_lac * c[:, lac], out.beta_lac * Zf[:, lac])
     )
 
     # residuals of the observed indicators for mechanism 'none'; a mechanism m shifts
-    # them by O * shift_m, so its sufficient statistics are matrix-vector products
-    R = (Zf - c - M.mm(muF, M.LOAD.T)) * O
+    # them by obs_mask * shift_m, so its sufficient statistics are matrix-vector products
+    R = (Zf - c - M.mm(muF, M.LOAD.T)) * obs_mask
     q1, q2 = R @ lw[:, 0], R @ lw[:, 1]
     n_mech = len(M.MECH)
     means = np.empty((n, n_mech))
@@ -271,10 +271,10 @@ def physiology(obs: Observed, *, latent: np.ndarray | None = None, terms: M.Outc
         shift = M.LOAD[:, 0] * M.F1_MECH[m]
         shift[M.I_PD] += M.PD_MECH[m]
         if np.any(shift):
-            q1m = q1 - O @ (shift * lw[:, 0])
-            q2m = q2 - O @ (shift * lw[:, 1])
+            q1m = q1 - obs_mask @ (shift * lw[:, 0])
+            q2m = q2 - obs_mask @ (shift * lw[:, 1])
             # sum_k O_k (R_k - shift_k)^2 / psi_k^2, less the part common to every m
-            quad = -2.0 * (R @ (shift * inv_psi2)) + O @ (shift**2 * inv_psi2)
+            quad = -2.0 * (R @ (shift * inv_psi2)) + obs_mask @ (shift**2 * inv_psi2)
         else:
             q1m, q2m, quad = q1, q2, 0.0
         mF1 = muF[:, 0] + M.F1_MECH[m] + V11 * q1m + V12 * q2m
