@@ -45,6 +45,7 @@ def _register_all() -> None:
         "training.cli",
         "serving.cli",
         "serving.batch_cli",
+        "serving.recommend_cli",
         "serving.build_cli",
         "eih.ops_cli",
         "eih.info_cli",

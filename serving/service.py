@@ -6,6 +6,9 @@ Routes
   inputs and out-of-range warnings, per record in order.
 - POST /explain  same body -> margins, base values and the exact TreeSHAP contribution
   of every contract predictor to every output (base + contributions = margin).
+- POST /recommend  {"record": {...}, "constraints": {...}} (one person, protocol left out or
+  current) -> the top protocols of a grid by P(hypoalgesia) - P(hyperalgesia) within the
+  constraints, with reasons and warnings (serving/recommend_api.py, recommend_route.py).
 - GET /metadata  the served model: name, version, contract, threshold, metrics, features.
 - GET /          the API page (serving/api_page.py: local files only, titled by the project and
   the served model); GET /docs.json, the OpenAPI document with every status a route answers.
@@ -55,6 +58,8 @@ from serving.bento import bundled_model_tag, load_bundled
 from serving.gate import MAX_RECORDS, GateError, check_rules, normalise_record
 from serving.middleware import DEFAULT_MAX_BODY_BYTES, STATE_KEY, SafetyMiddleware
 from serving.model_slot import ModelSlot
+from serving.recommend_api import RecommendConstraints, RecommendGate, RecommendRecord, RecommendResponse
+from serving.recommend_route import RecommendRoute
 from serving.schemas import ExplainResponse, Metadata, PredictResponse
 from serving.scoring import Job
 
@@ -130,6 +135,7 @@ class EIHService:
                                retry_seconds=st.retry_seconds, follow_seconds=None if bundled else st.follow_seconds,
                                loader=load_bundled if bundled else None).start()
         self._batcher = MicroBatcher(self._run, max_rows=st.max_batch_rows)
+        self._recommend = RecommendRoute(self._slot)
 
     def __is_ready__(self) -> bool:
         return self._slot.scorer is not None
@@ -141,6 +147,7 @@ class EIHService:
     def _shutdown(self) -> None:
         self._slot.stop()
         self._batcher.close()
+        self._recommend.close()
 
     # ---- endpoints ---------------------------------------------------------------------------
     @bentoml.api(route="/predict")
@@ -156,6 +163,15 @@ class EIHService:
         """Exact TreeSHAP explanation of each record: per output the margin, the base value and
         the contribution of every contract predictor (base value + contributions = margin)."""
         return await self._answer("explain", records, ctx)
+
+    @bentoml.api(route="/recommend")
+    async def recommend(self, record: RecommendRecord, ctx: bentoml.Context,  # type: ignore[valid-type]
+                        constraints: RecommendConstraints | None = None, top: int | None = None) -> RecommendResponse:
+        """The protocols that give this person the best odds: a grid of modality x intensity x
+        duration scored in one call, the top ones by P(hypoalgesia) - P(hyperalgesia) within the
+        constraints, each with its probabilities, the reasons of its protocol fields and warnings,
+        the current protocol beside them, and whether the ranking can be read causally."""
+        return await self._recommend.answer(ctx, record, constraints, top)
 
     async def _answer(self, kind: str, records: list, ctx: bentoml.Context) -> Response:
         if self._slot.scorer is None:
@@ -228,3 +244,4 @@ def _json(ctx: bentoml.Context, status: int, payload: dict) -> Response:
 
 
 EIHService.add_asgi_middleware(SafetyMiddleware, token=SETTINGS.token, max_body_bytes=SETTINGS.max_body_bytes)
+EIHService.add_asgi_middleware(RecommendGate, token=SETTINGS.token, max_body_bytes=SETTINGS.max_body_bytes)

@@ -11,6 +11,7 @@ import typer
 def register(app: typer.Typer) -> None:
     app.command("simulate")(simulate_cmd)
     app.command("calibrate-report")(calibrate_report_cmd)
+    app.command("oracle")(oracle_cmd)
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -141,6 +142,70 @@ def calibrate_report_cmd(
     else:
         print_calibration(report, title=f"Calibration of {file.name} against published figures")
     raise typer.Exit(0 if report["all_passed"] else 1)
+
+
+def oracle_cmd(
+    file: Path = typer.Argument(..., help="Contract records (.csv or .parquet): one row per person and protocol, e.g. "
+                                          "a recommendation joined to the person's record."),
+    out: Path = typer.Option(..., "--out", help="Where to write subject_id, p_hypoalgesia, p_no_change, "
+                                                "p_hyperalgesia (.csv or .parquet), in input order."),
+    site: str = typer.Option("reference", "--site", help="reference: the truth at the simulator's reference site "
+                                                         "(laboratory conditions; a one-site cohort's p_site_*); "
+                                                         "new: for a person at a new site, site effects integrated "
+                                                         "(the oracle file's p_*)."),
+    world: int = typer.Option(0, "--world", help="Simulated world (0 = central, the world of `eih simulate`)."),
+    before_bout: bool = typer.Option(False, "--before-bout/--all-fields", help="--before-bout: ignore the fields "
+                                     "measured after the bout (lactate), as a prescription must: use it to score a "
+                                     "protocol other than the one the values were measured with. Default: every "
+                                     "recorded predictor, as in the oracle file of `eih simulate`."),
+) -> None:
+    """The simulator's exact probabilities of hypoalgesia, no change and hyperalgesia for
+    any contract records (a research tool).
+
+    For each valid row: the truth of the simulator (the world of `eih simulate`, 0 =
+    central) given the predictors the row records, at the default 10 % threshold, exactly
+    (no resampling). It measures how far a model, or a recommended protocol, is from the
+    truth: for a recommendation, its regret is the oracle benefit P(hypoalgesia) -
+    P(hyperalgesia) of the best protocol minus that of the recommended one (README,
+    "Choosing a protocol"). It is the truth of the simulated world only, never of real
+    patients. Rows that break the contract are counted and left out.
+
+    Exit code 0 when written, 2 when the file cannot be used.
+    """
+    from rich.console import Console
+
+    from data_contracts.fields import AFTER_BOUT, RESPONSES
+    from data_contracts.io import read_table, write_table
+    from data_contracts.validate import ContractFileError, validate_frame
+    from simulation.oracle import oracle_probabilities
+    from simulation.sites import REFERENCE
+
+    if site not in ("reference", "new"):
+        _fail("--site must be reference or new")
+    if world < 0:
+        _fail("--world must be at least 0")
+    _suffix_ok(out, "--out")
+    try:
+        report = validate_frame(read_table(file))
+    except (ContractFileError, OSError) as exc:
+        _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    valid = report.valid
+    if before_bout:
+        valid = valid.drop(columns=[c for c in AFTER_BOUT if c in valid.columns])
+    import pandas as pd
+
+    P = oracle_probabilities(valid, world=world, site=REFERENCE if site == "reference" else None)
+    frame = pd.DataFrame({"subject_id": valid["subject_id"].astype(str).to_numpy()})
+    for k, r in enumerate(RESPONSES):
+        frame[f"p_{r}"] = P[:, k]
+    try:
+        write_table(frame, out)
+    except (OSError, ValueError) as exc:
+        _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    Console(stderr=True).print(
+        f"wrote the oracle of {len(frame)} rows to {out} ({site} site, world {world}"
+        f"{', before-bout fields only' if before_bout else ''}); {report.n_rejected} rows break the contract and are "
+        "left out", highlight=False)
 
 
 def _finite(obj):

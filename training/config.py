@@ -8,7 +8,7 @@ import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
-from data_contracts.fields import DEFAULT_THRESHOLD_PCT
+from data_contracts.fields import BEFORE_BOUT_PREDICTORS, DEFAULT_THRESHOLD_PCT, PREDICTORS
 from features.derived import EXERCISE_DOSE, check_names
 
 
@@ -38,6 +38,9 @@ class TrainConfig:
     `multiclass`: one softmax margin per response class, fitted to the labels."""
     derived_features: tuple[str, ...] = (EXERCISE_DOSE,)
     """Derived features added after the contract fields (features/derived.py); [] for the contract fields only."""
+    use_after_bout_fields: bool = False
+    """Also read the predictors measured after the bout (post-bout lactate). Such a model is for
+    research: it cannot be used to choose a protocol (/recommend and `eih recommend` refuse it)."""
     test_fraction: float = 0.2
     cv_folds: int = 4
     n_trials: int = 30
@@ -64,6 +67,12 @@ class TrainConfig:
     def ordinal(self) -> bool:
         """Whether the booster learns the measured change (ordinal and distributional models)."""
         return self.model in ("ordinal", "distributional")
+
+    @property
+    def predictors(self) -> tuple[str, ...]:
+        """The contract predictors the model reads: those measured before the bout, unless
+        `use_after_bout_fields`."""
+        return PREDICTORS if self.use_after_bout_fields else BEFORE_BOUT_PREDICTORS
 
     @property
     def distributional(self) -> bool:

@@ -23,6 +23,8 @@ from data_contracts.labels import eih_pct, response_codes
 from data_contracts.validate import validate_frame
 from training import steps, tune
 from training.config import TrainConfig
+
+PROTOCOL_ASSIGNMENTS = ("randomized", "observational")
 from training.registry import CODE_PATHS, PYFUNC_CODE, gate, log_and_register
 from training.report import write_report
 
@@ -169,15 +171,32 @@ class _RunLog:
         mlflow.log_metrics(ev.metrics)
 
 
+def resolve_protocols(protocols: str | None, synthetic: bool) -> str:
+    """How protocols were assigned in the training data: as given, else randomized for an `eih
+    simulate` cohort (trained with its oracle file; the simulator draws each protocol at random)
+    and observational for any other file. Raises ValueError for another value."""
+    if protocols is None:
+        return "randomized" if synthetic else "observational"
+    if protocols not in PROTOCOL_ASSIGNMENTS:
+        raise ValueError(f"protocols must be one of {', '.join(PROTOCOL_ASSIGNMENTS)}")
+    return protocols
+
+
 def train(data: str | Path, *, oracle: str | Path | None = None, cfg: TrainConfig | None = None, seed: int = 0,
-          experiment: str = "eih-responder", registered_model: str = "eih-responder", console=None) -> TrainResult:
-    """Train on a cohort file, log one MLflow run, register the model and run the gate."""
+          experiment: str = "eih-responder", registered_model: str = "eih-responder", console=None,
+          protocols: str | None = None) -> TrainResult:
+    """Train on a cohort file, log one MLflow run, register the model and run the gate.
+
+    `protocols` (randomized or observational; default by `resolve_protocols`) says whether the
+    training data's protocols were assigned independently of the person: it is a run tag and
+    the model's metadata (`extra["protocols"]`), and prescription (`/recommend`) reads it."""
     import mlflow
     from rich.console import Console
 
     from model_runtime.settings import CHAMPION_ALIAS, configure_mlflow, get_or_create_experiment
 
     cfg, console, data = cfg or TrainConfig(), console or Console(), Path(data)
+    given, protocols = protocols is not None, resolve_protocols(protocols, oracle is not None)
     configure_mlflow()
     exp_id = get_or_create_experiment(experiment)
     with console.status("reading and validating the cohort"):
@@ -187,11 +206,15 @@ def train(data: str | Path, *, oracle: str | Path | None = None, cfg: TrainConfi
     prep = steps.prepare(df, y, cfg, seed)
     console.print(f"split: {prep.split.description}; {len(prep.tr)} training rows in {len(prep.folds)} CV folds, "
                   f"{len(prep.te)} test rows")
+    why = "as given" if given else "the default for an eih simulate cohort" if oracle else "the default for a user file"
+    console.print(f"protocols: {protocols} ({why}; a protocol ranking is causal only for randomized)")
 
     with mlflow.start_run(experiment_id=exp_id, run_name=f"train-{data.stem}") as run:
         _log_start(prep, cfg, seed, data, dropped, oracle is not None)
+        mlflow.set_tags({"protocols": protocols, "after_bout_fields": str(cfg.use_after_bout_fields).lower()})
         log = _RunLog(console, exp_id, cfg.n_trials)
         trained = steps.run_steps(prep, cfg, seed, oracle_P, on_trial=log.on_trial, on_step=log)
+        trained.predictor.meta.extra["protocols"] = protocols
         ev = trained.evaluation
         with tempfile.TemporaryDirectory() as tmp, console.status("writing plots, model card and the model"):
             report_dir = write_report(Path(tmp) / "report", trained, cfg, name=registered_model, data_name=data.name,
