@@ -26,7 +26,7 @@ import pytest
 from scipy.stats import norm
 
 from data_contracts.examples import EXAMPLE_RECORD
-from data_contracts.fields import PREDICTORS, RESPONSES
+from data_contracts.fields import BEFORE_BOUT_PREDICTORS, PREDICTORS, RESPONSES
 from features.derived import DERIVED, EXERCISE_DOSE
 from serving.gate import records_from_frame
 from serving.schemas import ErrorResponse, ExplainResponse, Metadata, PredictResponse
@@ -118,7 +118,8 @@ def test_metadata(server):
     assert meta.model.contract_version == meta.service_contract_version == "1.0"
     assert meta.model.label_threshold_pct == 10.0
     # the contract fields, then the derived dose feature (features/derived.py)
-    assert meta.features == list(PREDICTORS) + [EXERCISE_DOSE] and meta.outputs == ["eih_pct", "log_sd"]
+    # the fields known before the bout (lactate is measured after it), then the derived dose feature
+    assert meta.features == list(BEFORE_BOUT_PREDICTORS) + [EXERCISE_DOSE] and meta.outputs == ["eih_pct", "log_sd"]
     assert meta.link == "normal_spread" and meta.residual_sigma_pct is None
     assert "test_log_loss" in meta.training_metrics and set(meta.risk_cutoffs) == {"moderate", "high"}
 
@@ -143,7 +144,7 @@ def test_predict_schema_order_and_meaning(server, cohort_records):
             # a contract field reports the value as sent; the derived dose its value computed from the protocol
             given = rec[t.field] if t.field in rec else DERIVED[t.field].from_record(rec)
             assert t.value == given and t.statement and t.toward in RESPONSES
-        assert p.missing_inputs == [f for f in PREDICTORS if rec[f] is None]
+        assert p.missing_inputs == [f for f in BEFORE_BOUT_PREDICTORS if rec[f] is None]
     one = _post(server, "/predict", records[3:4]).json()["predictions"][0]
     assert one == r.json()["predictions"][3]  # a record scores the same alone or in a list
 
@@ -189,7 +190,7 @@ def test_agrees_with_eih_score(server, cohort_records, tmp_path, cli_runner):
         for o in e["margins"]:
             assert e["margins"][o] == row[f"margin_{o}"]
             assert e["base_values"][o] == row[f"base_{o}"]
-            for f in PREDICTORS + (EXERCISE_DOSE,):  # the scores file stores contributions as float32
+            for f in BEFORE_BOUT_PREDICTORS + (EXERCISE_DOSE,):  # the scores file stores contributions as float32
                 assert e["contributions"][o][f] == pytest.approx(row[f"contrib_{o}__{f}"], abs=1e-6)
         assert p["predicted_response"] == row["predicted_response"]
         assert p["hyperalgesia_risk"] == row["hyperalgesia_risk"]

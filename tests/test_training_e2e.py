@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data_contracts.fields import CONTRACT_VERSION, PREDICTORS, RESPONSES
+from data_contracts.fields import BEFORE_BOUT_PREDICTORS, CONTRACT_VERSION, PREDICTORS, RESPONSES
 from features.derived import EXERCISE_DOSE
 
 pytestmark = pytest.mark.slow
@@ -136,8 +136,8 @@ def test_pyfunc_and_predictor_agree_and_explanations_are_exact(trained_model):
     X = pred.transform(df)  # native categoricals need a DMatrix that says so
     sv = np.asarray(shap.TreeExplainer(pred.booster).shap_values(xgb.DMatrix(X, enable_categorical=True)))
     # the expected change's booster: one column per contract predictor plus the derived dose
-    assert pred.outputs == ("eih_pct", "log_sd") and sv.shape == (len(df), len(PREDICTORS) + 1)
-    assert pred.fields == PREDICTORS + (EXERCISE_DOSE,)
+    assert pred.outputs == ("eih_pct", "log_sd") and sv.shape == (len(df), len(BEFORE_BOUT_PREDICTORS) + 1)
+    assert pred.fields == BEFORE_BOUT_PREDICTORS + (EXERCISE_DOSE,)
     assert np.abs(sv / pred.temperature[0] - ex.contributions[:, 0, :]).max() < 1e-4
     sv_spread = np.asarray(shap.TreeExplainer(pred.boosters[1]).shap_values(xgb.DMatrix(X, enable_categorical=True)))
     assert np.abs(sv_spread / pred.temperature[1] - ex.contributions[:, 1, :]).max() < 1e-4
