@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -424,8 +425,13 @@ def test_mlflow_run_report_and_no_record_values(batch_env, scored, mlflow_store)
     assert html.startswith("<!DOCTYPE html>") and "<script" not in html and "http://" not in html
     for sid in list(ids)[:300] + [batch_env.cohort.loc[10, "subject_id"]]:
         assert sid not in html
-    for word in ("Counts", "By pain condition", "By protocol", "Main drivers", "beeswarm", "Drift"):
+    for word in ("How good is this model", "Counts", "Expected share of each response", "By pain condition",
+                 "By protocol", "What drives the predictions", "beeswarm", "Drift"):
         assert word in html
+    visible = re.sub(r"<[^>]+>", " ", re.sub(r"<style>.*?</style>", "", html, flags=re.S)).lower()
+    for word in ("margin", "max over outputs", "eih_pct", "log_sd", "log-odds relative"):  # clinical words only
+        assert word not in visible
+    assert "<h2>By site</h2>" in html  # the fixture cohort has three sites
     assert f"{N:,} read = {res.rows_scored:,} scored + {res.rows_rejected:,} rejected" in html
 
 

@@ -1,10 +1,12 @@
 """The job's aggregates: everything the drift metrics, the MLflow run and the cohort
 report need, kept as sums that merge chunk by chunk (memory stays bounded and the Dask
 engine gives the same numbers), how one chunk adds to them, and the drift and
-rejected-rows tables made from them at the end."""
+rejected-rows tables made from them at the end. Sums per site and against measured
+outcomes live in `serving.batch.sites`."""
 
 from __future__ import annotations
 
+import copy
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -13,7 +15,9 @@ import pandas as pd
 
 from data_contracts.fields import BY_NAME, RESPONSES
 from features.derived import kind
+from model_runtime.links import CHANGE_LINKS, spread_of
 from serving.batch.options import INTENSITY_BANDS, P_BINS, PROTOCOLS, RISK_LEVELS
+from serving.batch.sites import OutcomeSums, SiteSums, observed_outcome, site_sums
 
 
 def _zeros(*shape: int, dtype: str = "float64"):
@@ -39,9 +43,16 @@ class Aggregates:
     group_n: dict[str, np.ndarray] = field(default_factory=dict)  # group -> (L,)
     group_pred: dict[str, np.ndarray] = field(default_factory=dict)  # group -> (L, 3)
     group_psum: dict[str, np.ndarray] = field(default_factory=dict)  # group -> (L, 3)
+    group_psq: dict[str, np.ndarray] = field(default_factory=dict)  # group -> (L, 3), squared probabilities
+    group_change: dict[str, np.ndarray] = field(default_factory=dict)  # group -> (L,), expected change
+    change_sum: float = 0.0  # expected change of the pain threshold (%-points), change models
+    spread_sum: float = 0.0  # each person's spread of the change (%-points), change models
+    outcome: OutcomeSums = field(default_factory=OutcomeSums)
+    sites: dict[str, SiteSums] = field(default_factory=dict)
     problems_by_rule: Counter = field(default_factory=Counter)  # (field, rule) -> rows
     sample_contrib: list[np.ndarray] = field(default_factory=list)  # (n_s, K, F)
-    sample_values: list[np.ndarray] = field(default_factory=list)  # (n_s, F), numbers only
+    sample_values: list[np.ndarray] = field(default_factory=list)  # (n_s, F), numbers and category codes
+    sample_categories: dict[str, tuple[str, ...]] = field(default_factory=dict)  # field -> names of its codes
 
     def merge(self, other: Aggregates) -> None:
         """Add `other` (a later chunk) into these sums."""
@@ -59,18 +70,23 @@ class Aggregates:
         self.risk_counts += other.risk_counts
         self.p_sum += other.p_sum
         self.p_hist += other.p_hist
-        for g in other.group_n:
-            if g in self.group_n:
-                self.group_n[g] += other.group_n[g]
-                self.group_pred[g] += other.group_pred[g]
-                self.group_psum[g] += other.group_psum[g]
+        self.change_sum += other.change_sum
+        self.spread_sum += other.spread_sum
+        for sums in ("group_n", "group_pred", "group_psum", "group_psq", "group_change"):
+            mine = getattr(self, sums)
+            for g, v in getattr(other, sums).items():
+                mine[g] = mine[g] + v if g in mine else v.copy()
+        self.outcome.merge(other.outcome)
+        for key, site in other.sites.items():
+            if key in self.sites:
+                self.sites[key].merge(site)
             else:
-                self.group_n[g] = other.group_n[g].copy()
-                self.group_pred[g] = other.group_pred[g].copy()
-                self.group_psum[g] = other.group_psum[g].copy()
+                self.sites[key] = copy.deepcopy(site)
         self.problems_by_rule.update(other.problems_by_rule)
         self.sample_contrib += other.sample_contrib
         self.sample_values += other.sample_values
+        for f, names in other.sample_categories.items():
+            self.sample_categories.setdefault(f, names)
 
 
 # ------------------------------------------------------------------------------------
@@ -97,23 +113,51 @@ def _group_codes(valid: pd.DataFrame) -> dict[str, tuple[np.ndarray, int]]:
     return out
 
 
-def add_predictions(agg: Aggregates, P: np.ndarray, risk: np.ndarray, valid: pd.DataFrame) -> None:
-    """The prediction distribution: classes, risk levels, probability sums and
-    histograms, overall and per pain condition, modality and protocol."""
+def expected_change(predictor, margins: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(expected change of the pain threshold in %-points, each person's spread of it) of
+    every row, or None for a class-margin model."""
+    if predictor.link not in CHANGE_LINKS:
+        return None
+    return margins[:, 0], spread_of(margins, predictor.link, predictor.sigma)
+
+
+def add_predictions(agg: Aggregates, P: np.ndarray, risk: np.ndarray, valid: pd.DataFrame,
+                    change: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+    """The prediction distribution: classes, risk levels, probability sums, sums of
+    squares and histograms, overall and per pain condition, modality and protocol, and
+    (`change`, from `expected_change`) the expected change and its spread."""
     pred = P.argmax(axis=1)
-    agg.pred_counts += np.bincount(pred, minlength=len(RESPONSES))
+    K = len(RESPONSES)
+    agg.pred_counts += np.bincount(pred, minlength=K)
     agg.risk_counts += np.bincount(risk, minlength=len(RISK_LEVELS))
     agg.p_sum += P.sum(axis=0)
-    for k in range(len(RESPONSES)):
+    for k in range(K):
         agg.p_hist[k] += np.histogram(P[:, k], bins=P_BINS, range=(0.0, 1.0))[0]
+    if change is not None:
+        agg.change_sum += float(change[0].sum())
+        agg.spread_sum += float(change[1].sum())
     for g, (codes, levels) in _group_codes(valid).items():
         ok = codes >= 0
         c = codes[ok]
         agg.group_n[g] = np.bincount(c, minlength=levels)
-        agg.group_pred[g] = np.bincount(c * len(RESPONSES) + pred[ok], minlength=levels * len(RESPONSES)).reshape(
-            levels, len(RESPONSES))
-        agg.group_psum[g] = np.stack([np.bincount(c, weights=P[ok, k], minlength=levels)
-                                      for k in range(len(RESPONSES))], axis=1)
+        agg.group_pred[g] = np.bincount(c * K + pred[ok], minlength=levels * K).reshape(levels, K)
+        agg.group_psum[g] = np.stack([np.bincount(c, weights=P[ok, k], minlength=levels) for k in range(K)], axis=1)
+        agg.group_psq[g] = np.stack([np.bincount(c, weights=np.square(P[ok, k]), minlength=levels)
+                                     for k in range(K)], axis=1)
+        if change is not None:
+            agg.group_change[g] = np.bincount(c, weights=change[0][ok], minlength=levels)
+
+
+def add_outcomes_and_sites(agg: Aggregates, predictor, valid: pd.DataFrame, X: pd.DataFrame, P: np.ndarray,
+                           change: tuple[np.ndarray, np.ndarray] | None) -> None:
+    """Measured outcomes beside the predictions (when the file has them) and the sums per
+    site (when it has a `site` column)."""
+    expected = change[0] if change is not None else None
+    observed = observed_outcome(valid, predictor.threshold_pct)
+    if observed is not None and len(observed.y):
+        agg.outcome.add(observed.y, P[observed.mask], observed.change,
+                        expected[observed.mask] if expected is not None else None)
+    agg.sites = site_sums(valid, P, expected, predictor, X, observed)
 
 
 def add_input_drift(agg: Aggregates, predictor, X: pd.DataFrame) -> None:
@@ -149,7 +193,8 @@ def add_attributions(agg: Aggregates, predictor, contrib: np.ndarray | None) -> 
 
 def add_sample(agg: Aggregates, predictor, X: pd.DataFrame, sampled: np.ndarray,
                sample_contrib: np.ndarray | None) -> None:
-    """The beeswarm sample: its contributions and its numeric input values."""
+    """The beeswarm sample: its contributions, its numeric input values and the codes of
+    its categories (missing: NaN; the names of the codes in `sample_categories`)."""
     if sample_contrib is None or not len(sample_contrib):
         return
     agg.sample_contrib.append(np.asarray(sample_contrib, dtype="float32"))
@@ -158,6 +203,10 @@ def add_sample(agg: Aggregates, predictor, X: pd.DataFrame, sampled: np.ndarray,
     for j, f in enumerate(predictor.fields):
         if kind(f) == "number":
             vals[:, j] = Xs[f].to_numpy(dtype="float64")
+        elif isinstance(Xs[f].dtype, pd.CategoricalDtype):
+            codes = np.asarray(Xs[f].cat.codes, dtype="float64")
+            vals[:, j] = np.where(codes < 0, np.nan, codes)
+            agg.sample_categories[f] = tuple(str(c) for c in Xs[f].cat.categories)
     agg.sample_values.append(vals)
 
 

@@ -35,7 +35,8 @@ def report_html(lm, path: Path, options: ScoreOptions, tally: Tally, agg: Aggreg
         risk_levels=RISK_LEVELS, risk_cutoffs=dict(lm.predictor.meta.risk_cutoffs),
         group_levels={"pain_condition": BY_NAME["pain_condition"].categories,
                       "exercise_modality": BY_NAME["exercise_modality"].categories, "protocol": PROTOCOLS},
-        p_bins=P_BINS,
+        p_bins=P_BINS, threshold_pct=lm.predictor.threshold_pct,
+        model_metrics=dict(lm.predictor.meta.training_metrics), reference=lm.predictor.reference,
     )
     return render(data)
 
