@@ -12,6 +12,8 @@ Routes
 - GET /metadata  the served model: name, version, contract, threshold, metrics, features.
 - GET /          the API page (serving/api_page.py: local files only, titled by the project and
   the served model); GET /docs.json, the OpenAPI document with every status a route answers.
+- GET /clinic    the clinician page (serving/clinic.py): a form from the contract, the answer
+  drawn; served without a token, as it holds nothing about the served model.
 - BentoML's own: /livez, /readyz (503 until a usable model is loaded), /metrics.
 
 The model (`models:/eih-responder@champion`, or `EIH_MODEL_URI`; in a Bento built by `eih
@@ -52,11 +54,11 @@ from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Respon
 from data_contracts.examples import EXAMPLE_RECORD
 from data_contracts.record import ContractRecord
 from model_runtime.settings import champion_uri
-from serving import api_page, logsafety
+from serving import api_page, clinic, logsafety
 from serving.batching import MicroBatcher
 from serving.bento import bundled_model_tag, load_bundled
 from serving.gate import MAX_RECORDS, GateError, check_rules, normalise_record
-from serving.middleware import DEFAULT_MAX_BODY_BYTES, STATE_KEY, SafetyMiddleware
+from serving.middleware import DEFAULT_MAX_BODY_BYTES, PROBE_PATHS, STATE_KEY, SafetyMiddleware
 from serving.model_slot import ModelSlot
 from serving.recommend_api import RecommendConstraints, RecommendGate, RecommendRecord, RecommendResponse
 from serving.recommend_route import RecommendRoute
@@ -231,6 +233,20 @@ class EIHService:
             return Response(content, media_type=media)
         return FileResponse(content, media_type=media)
 
+    # ---- the clinician page (serving/clinic.py: served without a token, nothing model-specific in it)
+    @metadata_app.get(clinic.PATH, include_in_schema=False)
+    def clinic_page(self):
+        """One person's measures in, one answer out: the form from the contract, the answer drawn."""
+        return HTMLResponse(clinic.page(), headers=clinic.HEADERS)
+
+    @metadata_app.get(clinic.PATH + "/{name}", include_in_schema=False)
+    def clinic_asset(self, name: str):
+        """The clinician page's style sheet or script (a fixed list; 404 for any other name)."""
+        found = clinic.asset(name)
+        if found is None:
+            return JSONResponse({"error": "not found"}, status_code=404)
+        return Response(found[0], media_type=found[1], headers=clinic.HEADERS)
+
 
 @functools.cache
 def _bentoml_openapi() -> dict:
@@ -243,5 +259,6 @@ def _json(ctx: bentoml.Context, status: int, payload: dict) -> Response:
     return JSONResponse(payload, status_code=status)
 
 
-EIHService.add_asgi_middleware(SafetyMiddleware, token=SETTINGS.token, max_body_bytes=SETTINGS.max_body_bytes)
+EIHService.add_asgi_middleware(SafetyMiddleware, token=SETTINGS.token, max_body_bytes=SETTINGS.max_body_bytes,
+                               probe_paths=PROBE_PATHS | clinic.PUBLIC_PATHS)
 EIHService.add_asgi_middleware(RecommendGate, token=SETTINGS.token, max_body_bytes=SETTINGS.max_body_bytes)
