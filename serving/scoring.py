@@ -17,8 +17,8 @@ from typing import Literal
 import numpy as np
 
 from data_contracts.fields import CONTRACT_VERSION, PREDICTORS, RESPONSES
-from serving.explain import top_contributions
 from model_runtime.loading import LoadedModel
+from serving.explain import top_contributions
 
 Kind = Literal["predict", "explain"]
 

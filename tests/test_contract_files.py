@@ -9,12 +9,12 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from test_contract_support import CATEGORY_FIELDS, CHRONIC, NUMBER_FIELDS, REQUIRED_FIELDS, valid_frame
 
 from data_contracts import validate_frame
 from data_contracts.fields import BY_NAME
 from data_contracts.io import iter_table, read_table, write_table
 from eih.cli import app
-from test_contract_support import CATEGORY_FIELDS, CHRONIC, NUMBER_FIELDS, REQUIRED_FIELDS, valid_frame
 
 N_ROWS = 2000
 N_BAD = 50

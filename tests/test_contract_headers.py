@@ -11,6 +11,7 @@ import logging
 
 import pandas as pd
 import pytest
+from test_contract_support import valid_frame
 
 from data_contracts import validate_frame
 from data_contracts.fields import KNOWN_COLUMNS
@@ -26,7 +27,6 @@ from data_contracts.io import (
 )
 from data_contracts.validate import ContractFileError
 from eih.cli import app
-from test_contract_support import valid_frame
 
 AGE_MARKER = 77.654321  # a distinctive record value: must never be echoed
 ID_MARKER = "ZZ-Marker-991"

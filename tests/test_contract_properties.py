@@ -12,9 +12,6 @@ import string
 
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-
-from data_contracts import validate_frame
-from data_contracts.fields import BY_NAME, FIELDS
 from test_contract_support import (
     CHRONIC_MIN_MONTHS,
     MECHANISMS_NOT_NONE,
@@ -24,6 +21,9 @@ from test_contract_support import (
     frame,
     problem_fields,
 )
+
+from data_contracts import validate_frame
+from data_contracts.fields import BY_NAME, FIELDS
 
 ID_RE = r"[A-Za-z0-9._-]{1,64}"
 ID_CHARS = string.ascii_letters + string.digits + "._-"

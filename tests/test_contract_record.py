@@ -6,10 +6,10 @@ import math
 
 import pytest
 from pydantic import ValidationError
+from test_contract_support import base_record
 
 from data_contracts.fields import FIELDS
 from data_contracts.record import ContractRecord
-from test_contract_support import base_record
 
 API_FIELDS = [f for f in FIELDS if f.role in ("id", "meta", "predictor")]
 

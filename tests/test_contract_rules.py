@@ -8,16 +8,13 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-
-from data_contracts import ContractFileError, validate_frame
-from data_contracts.fields import BY_NAME, FIELDS
 from test_contract_support import (
     CATEGORY_FIELDS,
-    Batch,
     CHRONIC,
     MECHANISMS_NOT_NONE,
     NUMBER_FIELDS,
     REQUIRED_FIELDS,
+    Batch,
     base_record,
     frame,
     problem_fields,
@@ -25,6 +22,9 @@ from test_contract_support import (
     record_with,
     validate_records,
 )
+
+from data_contracts import ContractFileError, validate_frame
+from data_contracts.fields import BY_NAME, FIELDS
 
 
 def assert_valid(report):

@@ -7,6 +7,7 @@ import csv
 
 import pandas as pd
 import pytest
+from test_contract_support import valid_frame
 
 from data_contracts import validate_frame
 from data_contracts.fields import FIELDS, KNOWN_COLUMNS
@@ -14,7 +15,6 @@ from data_contracts.io import read_header, read_table
 from data_contracts.template import DICTIONARY_COLUMNS, data_dictionary, dictionary_path, write_template
 from data_contracts.validate import ContractFileError
 from eih.cli import app
-from test_contract_support import valid_frame
 
 
 def _rows(path) -> list[list[str]]:

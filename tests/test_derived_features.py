@@ -13,9 +13,9 @@ from data_contracts.fields import PREDICTORS
 from features.derived import DERIVED, EXERCISE_DOSE
 from features.pipeline import ContractFeatures
 from features.reference import build_reference
-from serving.explain import statement, top_contributions
 from model_runtime.metadata import ModelMeta
 from model_runtime.predictor import EIHPredictor
+from serving.explain import statement, top_contributions
 from training.config import TrainConfig, load_config
 
 DOSE = DERIVED[EXERCISE_DOSE]

@@ -59,8 +59,8 @@ def test_not_ready_with_a_reason_while_no_model_can_be_loaded(app, mlflow_store,
 def test_a_model_of_another_contract_major_version_is_refused(app, trained_model, tmp_path, monkeypatch, caplog):
     import mlflow
 
-    from model_runtime.settings import configure_mlflow, get_or_create_experiment
     from model_runtime.loading import load_model
+    from model_runtime.settings import configure_mlflow, get_or_create_experiment
     from training.train import CODE_PATHS, PYFUNC_CODE
 
     # the champion's booster, relabelled as trained on contract 2.0

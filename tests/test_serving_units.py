@@ -19,18 +19,18 @@ from hypothesis import strategies as st
 
 from data_contracts.examples import EXAMPLE_RECORD
 from data_contracts.fields import BY_NAME, PREDICTORS, RESPONSES
-from data_contracts.labels import response_codes, eih_pct
+from data_contracts.labels import eih_pct, response_codes
 from data_contracts.validate import validate_frame
 from features.pipeline import ContractFeatures
 from features.reference import build_reference
+from model_runtime.links import softmax
+from model_runtime.loading import LoadedModel
+from model_runtime.metadata import ModelMeta
+from model_runtime.predictor import EIHPredictor
 from serving import gate
 from serving.batching import MicroBatcher
 from serving.gate import GateError, RequestBody, records_from_frame
-from model_runtime.loading import LoadedModel
 from serving.middleware import STATE_KEY, SafetyMiddleware
-from model_runtime.links import softmax
-from model_runtime.metadata import ModelMeta
-from model_runtime.predictor import EIHPredictor
 from serving.schemas import ExplainResponse, PredictResponse
 from serving.scoring import Job, Scorer
 
@@ -416,7 +416,8 @@ def test_statement_reads_like_the_issue_example():
     assert s == ("CPM of -8 % (impaired inhibition) raises the risk of hyperalgesia "
                  "(more pain sensitivity after exercise)")
     assert statement("pseq_total", None, "hypoalgesia").startswith("Pain self-efficacy (PSEQ) not measured")
-    assert statement("cpm_pct", 12, "hypoalgesia", {}, shift_points=3.14).endswith("favours hypoalgesia (less pain sensitivity after exercise), shifting the expected change by +3.1 points")
+    assert statement("cpm_pct", 12, "hypoalgesia", {}, shift_points=3.14).endswith(
+        "favours hypoalgesia (less pain sensitivity after exercise), shifting the expected change by +3.1 points")
 
 
 def test_top_fields_of_an_ordinal_model_follow_the_sign_and_size():

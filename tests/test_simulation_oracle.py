@@ -15,8 +15,8 @@ from data_contracts.fields import BY_NAME, OPTIONAL_PREDICTORS, PREDICTORS, RESP
 from data_contracts.labels import eih_pct, response_codes
 from simulation import oracle_probabilities, simulate
 from simulation.calibration import auroc_macro
-from simulation.oracle import oracle_moments, predictive
 from simulation.cohort import cohort_frame, draw, observed_of, site_effect_rows
+from simulation.oracle import oracle_moments, predictive
 
 P_COLUMNS = [f"p_{r}" for r in RESPONSES]
 SITE_COLUMNS = [f"p_site_{r}" for r in RESPONSES]

@@ -185,10 +185,9 @@ def test_champion_gate_keeps_better_champion(trained_model, client):
 def test_model_moves_with_the_oracle(trained_model, field, delta, output, sign):
     """Directional checks: raising CPM or PSEQ must not lower P(hypoalgesia), raising PCS or CSI must not
     lower P(hyperalgesia), in the oracle (per record) and in the model (on average over the cohort)."""
+    from data_contracts.fields import BY_NAME
     from model_runtime.loading import load_model
     from simulation import oracle_probabilities
-
-    from data_contracts.fields import BY_NAME
 
     df = trained_model.cohort.frame.sample(1500, random_state=0).reset_index(drop=True)
     f = BY_NAME[field]
@@ -225,8 +224,8 @@ def test_multiclass_kind_trains_a_softmax_model_with_exact_explanations(trained_
     explained margins."""
     from rich.console import Console
 
-    from model_runtime.loading import load_model
     from model_runtime.links import softmax
+    from model_runtime.loading import load_model
     from training.config import TrainConfig
     from training.train import train
 

@@ -14,8 +14,7 @@ from data_contracts.labels import response_codes
 from features.pipeline import ContractFeatures, LinearDesign
 from features.reference import build_reference, psi
 from model_runtime.links import softmax
-from model_runtime.metadata import ContractVersionError
-from model_runtime.metadata import ModelMeta
+from model_runtime.metadata import ContractVersionError, ModelMeta
 from model_runtime.predictor import EIHPredictor
 from training import baselines, metrics, tune
 from training.config import TrainConfig, load_config
