@@ -116,3 +116,30 @@ def before_clinical_use() -> list[str]:
     return ["## Before clinical use",
             "**This model must be validated on real patient data before any clinical use.** It was developed on"
             " simulated data (or on the cohort named above) and has had no external validation on patients."]
+
+
+def internal_validation(metrics: dict) -> list[str]:
+    """How performance was estimated, the paired comparisons with their 95 % intervals, and the gate's rule."""
+    if "validation_repeats" in metrics:
+        r, k = int(metrics["validation_repeats"]), int(metrics["validation_folds"])
+        how = (f"Internal validation by {r} x {k}-fold repeated cross-validation (the cohort is below the size at which"
+               " one held-out split is precise enough): in every fold the calibration, the spread model and the final"
+               " fit of the tuned configuration were refitted and the left-out people predicted; the final model is"
+               " fitted on all rows. The hyper-parameter search itself ran once on all rows and is not repeated in"
+               " each fold, a small remaining optimism. The 'test' figures of this card are these out-of-fold"
+               " estimates (mean over the repeats); 95 % intervals resample people.")
+    else:
+        how = "Internal validation on the held-out test split; 95 % intervals resample its people."
+    lines = ["## Internal validation", how, "", "| figure | estimate | 95 % CI |", "|---|---|---|"]
+    keys = [("test_log_loss", "log-loss"), ("test_auroc_macro", "macro AUROC"), ("test_ece", "ECE"),
+            ("test_calibration_slope_hyperalgesia", "calibration slope (hyperalgesia)"),
+            ("oracle_capture", "oracle capture")]
+    keys += [(k, f"paired log-loss difference vs {k[len('paired_log_loss_diff_vs_'):]}")
+             for k in sorted(metrics) if k.startswith("paired_log_loss_diff_vs_") and not k.endswith(("_low", "_high"))]
+    for k, label in keys:
+        if k in metrics and f"{k}_ci_low" in metrics:
+            lines.append(f"| {label} | {metrics[k]:.3f} | {metrics[k + '_ci_low']:.3f} to {metrics[k + '_ci_high']:.3f} |")
+    lines += ["", "Gate: a version becomes champion only if the upper 95 % bound of its paired log-loss difference"
+              " (this model - comparator, on the same people) is below 0 against the best baseline and against the"
+              " current champion; otherwise it is registered, not promoted, with the reason in its run's tags."]
+    return lines

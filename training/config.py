@@ -41,6 +41,14 @@ class TrainConfig:
     use_after_bout_fields: bool = False
     """Also read the predictors measured after the bout (post-bout lactate). Such a model is for
     research: it cannot be used to choose a protocol (/recommend and `eih recommend` refuse it)."""
+    validation: str = "auto"
+    """`auto`: repeated cross-validation below `resampling_below` rows, a held-out test split at or
+    above it; `repeated_cv` or `holdout` to force one (training/internal.py)."""
+    resampling_below: int = 5000
+    """Below this many rows a 20 % test split holds < 1,000 people, whose log-loss interval is wider
+    than the differences between models; repeated CV uses every person for both fit and test."""
+    cv_repeats: int = 5
+    outer_folds: int = 5
     test_fraction: float = 0.2
     cv_folds: int = 4
     n_trials: int = 30
@@ -90,6 +98,7 @@ class TrainConfig:
 
 
 MODEL_KINDS = ("distributional", "ordinal", "multiclass")
+VALIDATIONS = ("auto", "repeated_cv", "holdout")
 
 
 def load_config(path: str | Path | None = None, **overrides) -> TrainConfig:
@@ -114,6 +123,8 @@ def load_config(path: str | Path | None = None, **overrides) -> TrainConfig:
         data["derived_features"] = tuple(data["derived_features"])
         check_names(data["derived_features"])
     cfg = replace(cfg, **data)
+    if cfg.validation not in VALIDATIONS:
+        raise ValueError(f"validation must be one of {', '.join(VALIDATIONS)}")
     if cfg.model not in MODEL_KINDS:
         raise ValueError(f"model must be one of {', '.join(MODEL_KINDS)}")
     return cfg

@@ -27,7 +27,7 @@ def model_card(*, name, cfg, metrics, intervals, subgroups: pd.DataFrame, meta, 
     test-split performance (with bootstrap CIs, baselines and the oracle when known),
     subgroups and limitations. `metrics` are the run's flat metrics (`test_*`, `baseline_*`,
     `oracle_*`); `confusion` is the (3, 3) test-split matrix, rows observed."""
-    n_train = int(round(n_rows * (1 - cfg.test_fraction)))
+    n_train = n_rows if "validation_repeats" in metrics else int(round(n_rows * (1 - cfg.test_fraction)))
     lines = [
         f"# Model card: {name} (TRIPOD+AI)",
         "",
@@ -49,6 +49,8 @@ def model_card(*, name, cfg, metrics, intervals, subgroups: pd.DataFrame, meta, 
         *_model(cfg, meta),
         "",
         *_performance(metrics, intervals, confusion),
+        "",
+        *tripod.internal_validation(metrics),
         "",
         *tripod.calibration_plot(),
         "",

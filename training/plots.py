@@ -118,3 +118,17 @@ def decision_curves(table, cutoffs: dict[str, float], path: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def learning_curve(table: pd.DataFrame, path: str) -> None:
+    """Out-of-fold log-loss of the model and of the class prior against the training size."""
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    ax.plot(table["n_train"], table["log_loss"], "o-", label="this model")
+    ax.plot(table["n_train"], table["null_log_loss"], "s--", color="grey", label="class prior")
+    ax.set_xlabel("people in the training part")
+    ax.set_ylabel("out-of-fold log-loss (lower is better)")
+    ax.set_title("Learning curve")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -106,3 +106,71 @@ def _decide(name: str, version: str, dte: pd.DataFrame, yte: np.ndarray, new_ll:
                       f"(log-loss {new_ll:.4f} < {champ_ll:.4f}): promoted to @{alias}")
     return False, (f"version {version} does not beat champion version {current.version} on this test split "
                    f"(log-loss {new_ll:.4f} >= {champ_ll:.4f}): @{alias} stays on version {current.version}")
+
+
+def champion_proba(name: str, alias: str, rows: pd.DataFrame) -> tuple[str, np.ndarray] | None:
+    """(version, probabilities of `rows`) of the model at `alias`, or None when there is none or
+    it cannot score these rows (another contract or threshold)."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from model_runtime.loading import ModelNotAvailable, load_model
+
+    try:
+        current = MlflowClient().get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+    try:
+        champ = load_model(f"models:/{name}/{current.version}").predictor
+        return str(current.version), champ.predict_proba(rows)
+    except (ModelNotAvailable, ValueError, KeyError):
+        return None
+
+
+GATE_RULE = ("promoted only if the upper 95 % bound of the paired log-loss difference (new - comparator, same people)"
+             " is below 0 against the best baseline and against the current champion")
+
+
+def _verdict(label: str, paired: tuple[float, float, float]) -> tuple[bool, str]:
+    d, lo, hi = paired
+    ok = hi < 0
+    word = "beats" if ok else "does not beat"
+    return ok, f"{word} {label} (paired log-loss difference {d:+.4f}, 95 % CI {lo:+.4f} to {hi:+.4f})"
+
+
+def paired_gate(name: str, version: str, alias: str, rows: pd.DataFrame, summary, resummarize) -> tuple[bool, str]:
+    """Move `alias` to `version` only if the paired interval excludes harm against the best
+    baseline and the current champion (`GATE_RULE`). `summary` is training.internal.Summary of
+    the new version; `resummarize(P)` recomputes it with the champion's probabilities `P` of
+    `rows` (read under the registry's gate lock, so a champion moved meanwhile is the one compared)."""
+    from training.gate_lock import gate_lock
+
+    with gate_lock(name):
+        return _decide_paired(name, version, alias, rows, summary, resummarize)
+
+
+def _decide_paired(name, version, alias, rows, summary, resummarize) -> tuple[bool, str]:
+    import mlflow
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    champion = champion_proba(name, alias, rows)
+    if champion is not None:
+        summary = resummarize(champion[1])
+    checks = []
+    new_ll = summary.point["log_loss"]
+    mlflow.log_metric("gate_new_test_log_loss", new_ll)
+    if champion is not None:
+        d, lo, hi = summary.paired("champion")
+        mlflow.log_metrics({"gate_champion_test_log_loss": summary.point["champion_log_loss"],
+                            "paired_log_loss_diff_vs_champion": d, "paired_log_loss_diff_vs_champion_ci_low": lo,
+                            "paired_log_loss_diff_vs_champion_ci_high": hi})
+        checks.append(_verdict(f"champion version {champion[0]}", summary.paired("champion")))
+    best = summary.best_baseline
+    checks.append(_verdict(f"the best baseline ({best})", summary.paired(best)))
+    reasons = "; ".join(text for _, text in checks)
+    if all(ok for ok, _ in checks):
+        client.set_registered_model_alias(name, alias, version)
+        return True, f"version {version} {reasons}: promoted to @{alias}"
+    stays = f"@{alias} stays on version {champion[0]}" if champion is not None else f"no version is @{alias}"
+    return False, f"version {version} {reasons}: registered, not promoted ({stays}; rule: {GATE_RULE})"

@@ -42,6 +42,10 @@ def write_report(folder: Path, trained: Trained, cfg: TrainConfig, *, name: str,
     cm = plots.confusion(yte, ev.P, str(folder / "confusion_matrix.png"))
     plots.decision_curves(ev.decision_curves, predictor.meta.risk_cutoffs, str(folder / "decision_curves.png"))
     ev.decision_curves.to_csv(folder / "decision_curves.csv", index=False)
+    curve = ev.extra.get("learning_curve")
+    if curve is not None and len(curve):
+        plots.learning_curve(curve, str(folder / "learning_curve.png"))
+        curve.to_csv(folder / "learning_curve.csv", index=False)
     ev.subgroups.to_csv(folder / "subgroup_metrics.csv", index=False)
     ev.calibration_cells.to_csv(folder / "subgroup_calibration.csv", index=False)
     trials = pd.DataFrame([t.__dict__ | t.params for t in trained.search.trials]).drop(columns=["params"])

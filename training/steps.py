@@ -203,17 +203,22 @@ class Evaluation:
 
 
 def evaluate(prep: Prepared, predictor: EIHPredictor, cfg: TrainConfig, seed: int,
-             oracle_P: np.ndarray | None = None) -> Evaluation:
+             oracle_P: np.ndarray | None = None, oof=None) -> Evaluation:
     """Metrics with bootstrap intervals on the test split, the baselines beside them, and the
-    truth's figures when the oracle's probabilities of the rows are given."""
+    truth's figures when the oracle's probabilities of the rows are given. With `oof`
+    (training.internal.OutOfFold, 'test' = every row) the figures come from its first repeat's
+    out-of-fold predictions and baselines; the explanations stay the final model's."""
     te, tr = prep.te, prep.tr
     dte, yte = prep.df.iloc[te], prep.y[te]
     P, ex = predictor.predict_and_explain(dte)
+    if oof is not None:
+        P = oof.P[0]
     logged = {f"test_{k}": v for k, v in metrics.point_metrics(yte, P).items()}
     ci = metrics.bootstrap_intervals(yte, P, n_boot=cfg.bootstrap, seed=seed)
     for k, (lo, hi) in ci.items():
         logged[f"test_{k}_ci_low"], logged[f"test_{k}_ci_high"] = lo, hi
-    base = baselines.fit_baselines(prep.df.iloc[tr], prep.y[tr], dte, seed, cfg.derived_features)
+    base = oof.first() if oof is not None else baselines.fit_baselines(prep.df.iloc[tr], prep.y[tr], dte, seed,
+                                                                       cfg.derived_features)
     for name, Q in base.items():
         logged[f"{name}_test_log_loss" if name == "null" else f"baseline_{name}_test_log_loss"] = metrics.log_loss(yte, Q)
         if name != "null":
@@ -229,7 +234,8 @@ def evaluate(prep: Prepared, predictor: EIHPredictor, cfg: TrainConfig, seed: in
     logged.update(high_load_metrics(cells))
     conditions = dte["pain_condition"]
     X = predictor.frame_matrix(predictor.transform(dte))
-    logged.update(interval_metrics(prep.target[te], predictor.intervals_matrix(X, ex.margins), conditions))
+    margins = oof.margins if oof is not None else ex.margins
+    logged.update(interval_metrics(prep.target[te], predictor.intervals_matrix(X, margins), conditions))
     logged.update(risk_band_metrics(P, predictor.risk_level(P[:, 2]), conditions))
     return Evaluation(P, ex, logged, ci, base, subgroups, cells, decision.curves(yte, P, conditions), oP)
 

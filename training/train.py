@@ -21,11 +21,11 @@ from data_contracts.fields import CONTRACT_VERSION, RESPONSES
 from data_contracts.io import read_side_table, read_table
 from data_contracts.labels import eih_pct, response_codes
 from data_contracts.validate import validate_frame
-from training import steps, tune
+from training import internal, steps, tune
 from training.config import TrainConfig
 
 PROTOCOL_ASSIGNMENTS = ("randomized", "observational")
-from training.registry import CODE_PATHS, PYFUNC_CODE, gate, log_and_register
+from training.registry import CODE_PATHS, PYFUNC_CODE, log_and_register, paired_gate
 from training.report import write_report
 
 __all__ = ["CODE_PATHS", "PYFUNC_CODE", "TrainResult", "TrainingDataError", "load_oracle", "load_training_frame",
@@ -86,7 +86,8 @@ def _log_start(prep: steps.Prepared, cfg: TrainConfig, seed: int, data: Path, dr
 
     mlflow.set_tags({"contract_version": CONTRACT_VERSION, "label_threshold_pct": f"{cfg.label_threshold_pct:g}",
                      "split": prep.split.kind, "data_origin": "synthetic (eih simulate)" if synthetic else "user file"})
-    mlflow.log_params({**cfg.flat(), "seed": seed, "n_rows": len(prep.df), "n_train": len(prep.tr), "n_test": len(prep.te),
+    n_test = 0 if prep.split.kind == "repeated_cv" else len(prep.te)
+    mlflow.log_params({**cfg.flat(), "seed": seed, "n_rows": len(prep.df), "n_train": len(prep.tr), "n_test": n_test,
                        "rows_dropped_by_contract": dropped, "n_features": prep.X.shape[1], "data_file": data.name})
     with warnings.catch_warnings():
         # MLflow registers two identical local-file sources (schemes "" and "file") and
@@ -171,6 +172,22 @@ class _RunLog:
         mlflow.log_metrics(ev.metrics)
 
 
+def _print_sample_size(console, prep: steps.Prepared, resampled: bool) -> None:
+    from training.sample_size import minimum_sample_size
+
+    ss = minimum_sample_size(tuple(prep.X.columns))
+    n = len(prep.tr)
+    console.print(ss.text(n), highlight=False)
+    if n < ss.minimum:
+        console.print(f"[yellow]warning:[/yellow] {n:,} training rows are fewer than the minimum {ss.minimum:,}: "
+                      "expect a model with unstable effects and wide intervals", highlight=False)
+    if resampled:
+        console.print(f"validation: {prep.split.description}", highlight=False)
+    else:
+        console.print(f"split: {prep.split.description}; {len(prep.tr)} training rows in {len(prep.folds)} CV folds, "
+                      f"{len(prep.te)} test rows", highlight=False)
+
+
 def resolve_protocols(protocols: str | None, synthetic: bool) -> str:
     """How protocols were assigned in the training data: as given, else randomized for an `eih
     simulate` cohort (trained with its oracle file; the simulator draws each protocol at random)
@@ -203,9 +220,9 @@ def train(data: str | Path, *, oracle: str | Path | None = None, cfg: TrainConfi
         df, y, dropped = load_training_frame(data, cfg.label_threshold_pct)
     console.print(f"cohort: {len(df)} valid rows with an outcome ({dropped} rows dropped by the contract)")
     oracle_P = load_oracle(oracle, df["subject_id"]) if oracle is not None else None
-    prep = steps.prepare(df, y, cfg, seed)
-    console.print(f"split: {prep.split.description}; {len(prep.tr)} training rows in {len(prep.folds)} CV folds, "
-                  f"{len(prep.te)} test rows")
+    resampled = internal.use_resampling(len(df), cfg)
+    prep = (internal.prepare_all if resampled else steps.prepare)(df, y, cfg, seed)
+    _print_sample_size(console, prep, resampled)
     why = "as given" if given else "the default for an eih simulate cohort" if oracle else "the default for a user file"
     console.print(f"protocols: {protocols} ({why}; a protocol ranking is causal only for randomized)")
 
@@ -213,7 +230,11 @@ def train(data: str | Path, *, oracle: str | Path | None = None, cfg: TrainConfi
         _log_start(prep, cfg, seed, data, dropped, oracle is not None)
         mlflow.set_tags({"protocols": protocols, "after_bout_fields": str(cfg.use_after_bout_fields).lower()})
         log = _RunLog(console, exp_id, cfg.n_trials)
-        trained = steps.run_steps(prep, cfg, seed, oracle_P, on_trial=log.on_trial, on_step=log)
+        if resampled:
+            trained = internal.run_resampled(prep, cfg, seed, oracle_P, on_trial=log.on_trial, on_step=log)
+        else:
+            trained = steps.run_steps(prep, cfg, seed, oracle_P, on_trial=log.on_trial, on_step=log)
+            internal.summarize_holdout(trained, cfg, seed)
         trained.predictor.meta.extra["protocols"] = protocols
         ev = trained.evaluation
         with tempfile.TemporaryDirectory() as tmp, console.status("writing plots, model card and the model"):
@@ -221,10 +242,10 @@ def train(data: str | Path, *, oracle: str | Path | None = None, cfg: TrainConfi
                                       dropped=dropped)
             mlflow.log_artifacts(str(report_dir), artifact_path="report")
             version = log_and_register(trained.predictor, Path(tmp), registered_model)
-        promoted, message = gate(registered_model, version, prep.df.iloc[prep.te], prep.y[prep.te],
-                                 ev.metrics["test_log_loss"], CHAMPION_ALIAS)
+        promoted, message = paired_gate(registered_model, version, CHAMPION_ALIAS, prep.df.iloc[prep.te],
+                                        ev.extra["summary"], internal.resummarizer(trained, cfg, seed))
         mlflow.set_tags({"gate_decision": "promoted" if promoted else "kept_champion", "gate_message": message,
-                         "registered_model_version": version})
+                         "registered_model_version": version, "validation": prep.split.kind})
         console.print(f"[bold]registry:[/bold] {registered_model} version {version}: {message}")
         chosen = trained.search.chosen
         return TrainResult(run.info.run_id, registered_model, version, promoted, message, ev.metrics, ev.intervals,
