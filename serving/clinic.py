@@ -46,6 +46,7 @@ header h1 { font-size: 1.5rem; margin: 0.7em 0 0.2em; }
 .visually-hidden { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0);
   white-space: nowrap; }
 .skip:focus { left: 16px; top: 8px; background: #fff; padding: 4px 8px; }
+[tabindex="-1"]:focus { outline: none; box-shadow: none; }
 :focus-visible { outline: 3px solid var(--ink); box-shadow: 0 0 0 6px var(--focus); outline-offset: 0; }
 fieldset { border: 1px solid var(--line); margin: 0 0 16px; padding: 8px 12px 4px; }
 legend { font-weight: 700; font-size: 1.1rem; padding: 0 4px; }
@@ -65,11 +66,8 @@ button { font: inherit; padding: 8px 16px; border: 2px solid #0b4c2a; background
 button.secondary { background: #fff; color: var(--ink); border-color: var(--ink); }
 button:disabled { opacity: 0.6; cursor: default; }
 .actions { margin: 8px 0 24px; }
-.layout { display: grid; grid-template-columns: 1fr; gap: 24px; }
-@media (min-width: 960px) {
-  .layout { grid-template-columns: minmax(0, 5fr) minmax(0, 6fr); }
-  #answer-col { position: sticky; top: 0; align-self: start; max-height: 100vh; overflow-y: auto; }
-}
+.layout { display: grid; grid-template-columns: minmax(0, 1fr); gap: 24px; }
+@media (min-width: 960px) { .layout { grid-template-columns: minmax(0, 5fr) minmax(0, 6fr); } }
 #answer h2, #recommend h2 { font-size: 1.3rem; margin: 0.6em 0 0.3em; }
 #answer h3 { font-size: 1.05rem; margin: 1em 0 0.3em; }
 .summary { border: 3px solid var(--error); padding: 8px 12px; margin: 8px 0; }
@@ -94,6 +92,7 @@ ol.waterfall li { display: grid; grid-template-columns: 1fr 4.5rem; gap: 2px 8px
 .wf-zero { position: absolute; top: -2px; bottom: -2px; width: 2px; background: var(--ink); }
 .wf-num { text-align: right; font-variant-numeric: tabular-nums; font-weight: 600; }
 .current-row { background: #fff7d6; }
+td.protocol { min-width: 12rem; }
 .print-only { display: none; }
 .table-wrap { overflow-x: auto; }
 footer { color: var(--muted); font-size: 0.9rem; padding-bottom: 24px; }
@@ -102,7 +101,6 @@ footer { color: var(--muted); font-size: 0.9rem; padding-bottom: 24px; }
   .no-print, form, #token-box, button, .skip, footer { display: none !important; }
   .print-only { display: block; }
   .layout { display: block; }
-  #answer-col { position: static; max-height: none; overflow: visible; }
   .bar, .wf-bar, .wf-zero { -webkit-print-color-adjust: exact; print-color-adjust: exact; }
   a { color: inherit; text-decoration: none; }
   h2, h3 { break-after: avoid; } tr, li { break-inside: avoid; }
@@ -127,7 +125,7 @@ def asset(name: str) -> tuple[str, str] | None:
 
 _ANSWER = """\
 <section id="answer" aria-labelledby="answer-title">
-<h2 id="answer-title">The answer</h2>
+<h2 id="answer-title" tabindex="-1">The answer</h2>
 <p id="status" role="status" class="note">Fill in the form and press Predict. Nothing you type is stored or logged.</p>
 <div id="summary" class="summary" hidden tabindex="-1"></div>
 <div id="result" hidden>

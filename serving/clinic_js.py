@@ -18,6 +18,7 @@ CLINIC_JS = r"""
   var PROTOCOL = ["exercise_modality", "exercise_intensity_pct", "exercise_duration_min"];
   var OUTCOMES = [["hypoalgesia", "Hypoalgesia (less pain sensitivity)"], ["no_change", "No change"],
                   ["hyperalgesia", "Hyperalgesia (more pain sensitivity)"]];
+  var CHOICES = {hiit: "HIIT", mind_body: "mind-body"};
   var INTENSITY = {aerobic: "% HRmax", hiit: "% HRmax", mind_body: "% HRmax", isometric: "% MVC",
                    dynamic_resistance: "% 1RM"};
   var token = sessionStorage.getItem(KEY) || "";
@@ -38,7 +39,7 @@ CLINIC_JS = r"""
     return Number(s) === 0 ? s : (x > 0 ? "+" : "\u2212") + s;
   }
   function label(name) { var c = $("f-" + name); return c ? c.getAttribute("data-label") : name; }
-  function words(v) { return String(v).replace(/_/g, " "); }
+  function words(v) { return CHOICES[v] || String(v).replace(/_/g, " "); }
 
   function call(method, path, body) {
     var h = {};
@@ -202,6 +203,7 @@ CLINIC_JS = r"""
     renderInputs(rec);
     $("result").hidden = false;
     status("Answer for " + p.subject_id + ": most likely " + words(p.predicted_response) + ".");
+    $("answer-title").focus();
   }
   function renderChange(p) {
     var ivs = clear($("intervals"));
@@ -267,13 +269,13 @@ CLINIC_JS = r"""
 
   // ---- recommended protocols ---------------------------------------------------------------
   function protocolText(pr) {
-    return words(pr.exercise_modality) + ", " + pr.exercise_intensity_pct + " " +
-      (INTENSITY[pr.exercise_modality] || "%") + ", " + pr.exercise_duration_min + " min";
+    return words(pr.exercise_modality) + ": " + pr.exercise_intensity_pct + " " +
+      (INTENSITY[pr.exercise_modality] || "%") + " for " + pr.exercise_duration_min + " min";
   }
   function row(item, name) {
     var tr = el("tr", item.rank === null ? "current-row" : null);
     tr.appendChild(el("th", null, name)).setAttribute("scope", "row");
-    tr.appendChild(el("td", null, protocolText(item.protocol)));
+    tr.appendChild(el("td", "protocol", protocolText(item.protocol)));
     tr.appendChild(el("td", "num", pct(item.probabilities.hypoalgesia)));
     tr.appendChild(el("td", "num", pct(item.probabilities.hyperalgesia)));
     tr.appendChild(el("td", "num", signed(item.benefit, 3)));

@@ -215,7 +215,9 @@ def test_a_clinician_predicts_reads_the_reasons_and_corrects_a_value(served, bro
     assert "more benefit" in _text(browser, "current-note")
     assert not _unlabelled(browser)
     assert not _axe_serious(browser)
+    browser.set_window_size(1280, 1500)
     browser.execute_script("window.scrollTo(0, 0)")
+    time.sleep(0.3)
     browser.save_screenshot(str(shots / "clinic_desktop.png"))
 
     # a value out of range: the service's rule next to the field, and a summary that links to it
