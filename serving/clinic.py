@@ -191,7 +191,7 @@ def page() -> str:
 </section>
 <div class="layout" id="clinic" hidden>
 <div id="form-col">
-<h2>The person's measures</h2>
+<h2 class="no-print">The person's measures</h2>
 {form_html()}
 </div>
 <div id="answer-col">
