@@ -96,6 +96,7 @@ def score(
     loaded = _load_model(console, files, model)
     result = _run(console, files, options, loaded, progress)
     _summary(console, result, loaded)
+    _outcome_hint(console, file)
 
 
 class _Files(NamedTuple):
@@ -202,6 +203,14 @@ def _restore_term(previous) -> None:
         signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
     except ValueError:  # not the main thread
         pass
+
+
+def _outcome_hint(console, file: Path) -> None:
+    from data_contracts.io import read_columns
+
+    if "ppt_post_kpa" in read_columns(file):
+        console.print("this file has outcomes (ppt_post_kpa), not used by scoring: `eih evaluate FILE` validates the "
+                      "model on them", highlight=False)
 
 
 def _summary(console, result, loaded) -> None:

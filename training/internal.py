@@ -143,9 +143,7 @@ def summarize(y: np.ndarray, P: np.ndarray, base: dict[str, np.ndarray], n_boot:
     draws = [_draw(y, P, base, oracle_P, champion_P, rng.integers(0, n, n)) for _ in range(n_boot)]
     frame = pd.DataFrame(draws)
     intervals = {k: (float(frame[k].quantile(0.025)), float(frame[k].quantile(0.975))) for k in frame.columns}
-    best = min((k for k in base if k != "null"), key=lambda k: point[f"{k}_log_loss"])
-    if point["null_log_loss"] < point[f"{best}_log_loss"]:
-        best = "null"
+    best = min(base, key=lambda k: point[f"{k}_log_loss"])
     return Summary(point, intervals, best)
 
 

@@ -23,10 +23,10 @@ from data_contracts.labels import eih_pct, response_codes
 from data_contracts.validate import validate_frame
 from training import internal, steps, tune
 from training.config import TrainConfig
-
-PROTOCOL_ASSIGNMENTS = ("randomized", "observational")
 from training.registry import CODE_PATHS, PYFUNC_CODE, log_and_register, paired_gate
 from training.report import write_report
+
+PROTOCOL_ASSIGNMENTS = ("randomized", "observational")
 
 __all__ = ["CODE_PATHS", "PYFUNC_CODE", "TrainResult", "TrainingDataError", "load_oracle", "load_training_frame",
            "summarize", "train"]

@@ -1,0 +1,103 @@
+"""Small-cohort benchmark (issue 16): is the internal validation honest at 300-3,000 people,
+and does a site update help?
+
+    .venv/bin/python benchmarks/small_cohort_bench.py [--sizes 300 1000 3000] [--seeds 0 1 2]
+        [--n-trials 8] [--repeats 2] [--fresh 20000]
+
+1. For each size and seed: a simulated single-site cohort, trained in memory with repeated
+   cross-validation (training.internal.run_resampled), scored on `--fresh` new people of the
+   same site: the model's oracle capture (truth = p_site_*) beside the best baseline's (fitted
+   on the same cohort), and the card's internal capture estimate beside the fresh figure.
+2. A parent model (the largest size, seed 0) is updated on 200 people of the most shifted of 4
+   simulated sites (training.update_steps, step chosen by cross-validation on those 200) and
+   scored on fresh people of that site: capture without and with the update.
+Prints one line per case and a summary; nothing is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from data_contracts.labels import eih_pct, response_codes
+from data_contracts.validate import validate_frame
+from simulation import simulate
+from simulation.cohort import sites_for
+from training import baselines, internal, metrics, update_steps
+from training.config import TrainConfig
+
+SITE = ["p_site_hypoalgesia", "p_site_no_change", "p_site_hyperalgesia"]
+
+
+def labelled(df, oracle):
+    """Valid rows, their labels and the truth at their own site."""
+    v = validate_frame(df).valid
+    y = response_codes(eih_pct(v), 10.0).astype("int64")
+    return v, y, oracle.set_index("subject_id").loc[v["subject_id"], SITE].to_numpy()
+
+
+def capture(y, P, prior, oP) -> float:
+    """Share of the truth's log-loss gain over the training prior that P earns."""
+    null = metrics.log_loss(y, np.tile(prior, (len(y), 1)))
+    return metrics.oracle_capture(null, metrics.log_loss(y, P), metrics.log_loss(y, oP))
+
+
+def train_case(n, seed, fresh, cfg):
+    """(model, internal capture, fresh capture, best baseline's fresh capture, seconds)."""
+    t0 = time.perf_counter()
+    v, y, oP = labelled(*simulate(n, seed=100 + seed, n_sites=1))
+    trained = internal.run_resampled(internal.prepare_all(v, y, cfg, seed), cfg, seed, oP)
+    fv, fy, foP = fresh
+    prior = np.bincount(y, minlength=3) / len(y)
+    got = capture(fy, trained.predictor.predict_proba(fv), prior, foP)
+    base = baselines.fit_baselines(v, y, fv, seed, cfg.derived_features)
+    best = max(capture(fy, Q, prior, foP) for k, Q in base.items() if k != "null")
+    return trained.predictor, trained.evaluation.metrics["oracle_capture"], got, best, time.perf_counter() - t0
+
+
+def site_people(seed: int, per_site: int):
+    """People of the most shifted of 4 simulated sites: 200 to update on, the rest fresh."""
+    sites = sites_for(4, seed)
+    k = int(np.argmax([abs(s.effect.shift) for s in sites]))
+    df, oracle = simulate(4 * per_site, seed=seed, n_sites=4)
+    v, y, oP = labelled(df.loc[(df["site"] == sites[k].name).to_numpy()], oracle)
+    return (v.iloc[:200], y[:200]), (v.iloc[200:], y[200:], oP[200:]), sites[k].effect.shift
+
+
+def update_case(parent, seed, per_site, repeats):
+    """(shift, step, capture without update, capture with it) on fresh people of the site."""
+    (lv, ly), (fv, fy, foP), shift = site_people(seed, per_site)
+    step, _ = update_steps.choose(update_steps.out_of_fold(parent, lv, ly, repeats, 5, seed), ly, seed=seed)
+    child = update_steps.fit_step(step, parent, lv, ly)
+    prior = np.bincount(ly, minlength=3) / len(ly)
+    return shift, step, capture(fy, parent.predict_proba(fv), prior, foP), capture(fy, child.predict_proba(fv), prior, foP)
+
+
+def main() -> None:
+    """Run both parts and print the figures."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", type=int, nargs="+", default=[300, 1000, 3000])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--n-trials", type=int, default=8)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--fresh", type=int, default=20000)
+    a = ap.parse_args()
+    cfg = TrainConfig(n_trials=a.n_trials, cv_repeats=a.repeats, bootstrap=100, max_rounds=400)
+    fresh = labelled(*simulate(a.fresh, seed=999, n_sites=1))
+    parent = None
+    for n in a.sizes:
+        for s in a.seeds:
+            model, est, got, best, sec = train_case(n, s, fresh, cfg)
+            parent = model if (n == max(a.sizes) and s == a.seeds[0]) else parent
+            print(f"n={n} seed={s}: fresh capture {got:.3f} (best baseline {best:.3f}; model - baseline {got - best:+.3f});"
+                  f" internal estimate {est:.3f} (error {est - got:+.3f}); {sec:.0f} s", flush=True)
+    for s in a.seeds:
+        shift, step, before, after = update_case(parent, 3 + s, a.fresh + 200, a.repeats)
+        print(f"site update seed={3 + s} (site shift {shift:+.1f}): step {step}; fresh capture {before:.3f} -> {after:.3f}"
+              f" ({after - before:+.3f})", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+"""External validation (`eih evaluate`), the `eih score` hint for files with outcomes, and
+site updating (`eih update`): the step chosen by cross-validation, the lineage in the
+registered version's tags, metadata and card."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from training import update_steps
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def parent(tmp_path_factory):
+    import os
+
+    from rich.console import Console
+
+    from simulation import simulate
+    from training.config import TrainConfig
+    from training.train import train
+
+    d = tmp_path_factory.mktemp("update")
+    old = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{d}/mlflow.db"
+    df, _ = simulate(600, seed=4, n_sites=1)
+    df.to_csv(d / "dev.csv", index=False)
+    site, _ = simulate(1200, seed=6, n_sites=4)
+    site = site.loc[site["site"] == "site_02"]
+    site.to_csv(d / "site.csv", index=False)
+    cfg = TrainConfig(n_trials=1, cv_folds=3, bootstrap=30, max_rounds=60, validation="holdout")
+    res = train(d / "dev.csv", cfg=cfg, seed=0, registered_model="dev", console=Console(quiet=True))
+    yield d, f"models:/dev/{res.model_version}"
+    if old is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = old
+
+
+def test_evaluate_logs_a_run_with_intervals_groups_and_an_html_report(parent):
+    from mlflow import MlflowClient
+
+    from training.evaluate_cli import evaluate_file
+
+    d, uri = parent
+    run_id, overall, groups = evaluate_file(d / "site.csv", uri, n_boot=50, out=d / "ext.html")
+    for k in ("log_loss", "null_log_loss", "paired_log_loss_diff_vs_null", "auroc_macro", "calibration_slope_hyperalgesia",
+              "citl_hyperalgesia"):
+        assert k in overall and f"{k}_ci_low" in overall, k
+    assert overall["log_loss_ci_low"] < overall["log_loss"] < overall["log_loss_ci_high"]
+    assert set(groups["group"]) <= {"site", "pain_condition"} and len(groups) >= 1
+    run = MlflowClient().get_run(run_id)
+    assert "external_log_loss" in run.data.metrics and run.data.tags["kind"] == "external_validation"
+    assert {a.path for a in MlflowClient().list_artifacts(run_id, "report")} >= {"report/external_validation.html"}
+    assert "Per site and per pain condition" in (d / "ext.html").read_text()
+
+
+def test_score_on_a_file_with_outcomes_points_to_evaluate(parent):
+    from typer.testing import CliRunner
+
+    from eih.cli import app
+
+    d, uri = parent
+    r = CliRunner().invoke(app, ["score", str(d / "site.csv"), "--out", str(d / "scores.csv"), "--model", uri])
+    assert r.exit_code == 0, r.output
+    assert "eih evaluate" in r.output
+
+
+def test_update_chooses_a_step_and_records_the_lineage(parent):
+    from mlflow import MlflowClient
+    from rich.console import Console
+
+    from model_runtime.loading import load_model
+    from training.update import update
+
+    d, uri = parent
+    res = update(d / "site.csv", uri, repeats=1, n_boot=50, registered_model="dev", console=Console(quiet=True))
+    assert res.step in update_steps.STEPS and set(res.log_loss) == set(update_steps.STEPS)
+    run = MlflowClient().get_run(res.run_id)
+    assert run.data.tags["update_step"] == res.step and run.data.tags["parent_version"] == uri.rsplit("/", 1)[1]
+    if res.version is not None:
+        mv = MlflowClient().get_model_version("dev", res.version)
+        assert mv.tags["update_step"] == res.step and mv.tags["parent_model"] == "dev/" + uri.rsplit("/", 1)[1]
+        child = load_model(f"models:/dev/{res.version}").predictor
+        assert child.meta.extra["lineage"]["step"] == res.step
+        ex = child.explain(__import__("pandas").read_csv(d / "site.csv").head(20))
+        assert np.abs(ex.base + ex.contributions.sum(axis=2) - ex.margins).max() < 1e-4  # explanations stay exact
+
+
+def test_each_step_is_an_exact_model_of_the_same_boosters(parent):
+    import pandas as pd
+
+    from data_contracts.labels import eih_pct, response_codes
+    from data_contracts.validate import validate_frame
+    from model_runtime.loading import load_model
+
+    d, uri = parent
+    p = load_model(uri).predictor
+    site = validate_frame(pd.read_csv(d / "site.csv")).valid
+    y = response_codes(eih_pct(site), 10.0).astype("int64")
+    for step in update_steps.STEPS:
+        child = update_steps.fit_step(step, p, site, y)
+        ex = child.explain(site.head(30))
+        assert np.abs(ex.base + ex.contributions.sum(axis=2) - ex.margins).max() < 1e-4, step
+    big = update_steps.fit_step("in_the_large", p, site, y)
+    assert np.allclose(big.temperature, p.temperature) and big.bias[1] == pytest.approx(p.bias[1])
