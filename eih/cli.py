@@ -43,6 +43,8 @@ def _register_all() -> None:
         "data_contracts.cli",
         "simulation.cli",
         "training.cli",
+        "training.evaluate_cli",
+        "training.update",
         "serving.cli",
         "serving.batch_cli",
         "serving.recommend_cli",
