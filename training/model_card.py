@@ -167,8 +167,9 @@ def _model(cfg, meta) -> list[str]:
 
 
 def _performance(metrics: dict, intervals: dict, confusion: np.ndarray) -> list[str]:
+    where = "out of fold (repeated cross-validation)" if "validation_repeats" in metrics else "on the test split"
     lines = [
-        "## Performance on the test split",
+        f"## Performance {where}",
         "| metric | model | 95 % bootstrap CI |",
         "|---|---|---|",
     ]
