@@ -204,3 +204,23 @@ def test_counts_add_up_and_no_subject_id(env):
     assert _row(outcome, "whole cohort")[1] == f"{int(env.three.valid['ppt_post_kpa'].notna().sum()):,}"
     for sid in env.three.valid["subject_id"].astype(str).head(300):
         assert sid not in html
+
+
+def test_site_bins_add_up_to_the_cohorts_drift_counts(env):
+    from features.reference import bin_counts
+    from serving.batch.aggregates import Aggregates, add_input_drift, add_outcomes_and_sites, add_predictions
+
+    pred = env.lm.predictor
+    valid = env.three.valid
+    X = pred.transform(valid)
+    P = pred.proba(pred.margins_of(X))
+    agg = Aggregates(pred.fields, pred.outputs)
+    add_predictions(agg, P, np.zeros(len(P), dtype="int64"), valid)
+    bins = add_input_drift(agg, pred, X)
+    add_outcomes_and_sites(agg, pred, valid, bins, P, None)
+    assert set(agg.sites) == {"site_A", "site_B", "site_C"}
+    for name, ref in pred.reference.items():
+        values = X[name].to_numpy(dtype="float64") if ref["kind"] == "number" else X[name]
+        np.testing.assert_array_equal(agg.input_counts[name], bin_counts(ref, values))
+        np.testing.assert_array_equal(sum(s.input_counts[name] for s in agg.sites.values()), agg.input_counts[name])
+    assert sum(s.n for s in agg.sites.values()) == len(valid) == agg.outcome.n

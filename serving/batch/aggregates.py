@@ -17,7 +17,7 @@ from data_contracts.fields import BY_NAME, RESPONSES
 from features.derived import kind
 from model_runtime.links import CHANGE_LINKS, spread_of
 from serving.batch.options import INTENSITY_BANDS, P_BINS, PROTOCOLS, RISK_LEVELS
-from serving.batch.sites import OutcomeSums, SiteSums, observed_outcome, site_sums
+from serving.batch.sites import OutcomeSums, SiteSums, bin_index, n_bins, observed_outcome, site_sums
 
 
 def _zeros(*shape: int, dtype: str = "float64"):
@@ -148,30 +148,32 @@ def add_predictions(agg: Aggregates, P: np.ndarray, risk: np.ndarray, valid: pd.
             agg.group_change[g] = np.bincount(c, weights=change[0][ok], minlength=levels)
 
 
-def add_outcomes_and_sites(agg: Aggregates, predictor, valid: pd.DataFrame, X: pd.DataFrame, P: np.ndarray,
-                           change: tuple[np.ndarray, np.ndarray] | None) -> None:
+def add_outcomes_and_sites(agg: Aggregates, predictor, valid: pd.DataFrame, bins: dict[str, np.ndarray],
+                           P: np.ndarray, change: tuple[np.ndarray, np.ndarray] | None) -> None:
     """Measured outcomes beside the predictions (when the file has them) and the sums per
-    site (when it has a `site` column)."""
+    site (when it has a `site` column); `bins` as `add_input_drift` returns them."""
     expected = change[0] if change is not None else None
     observed = observed_outcome(valid, predictor.threshold_pct)
     if observed is not None and len(observed.y):
         agg.outcome.add(observed.y, P[observed.mask], observed.change,
                         expected[observed.mask] if expected is not None else None)
-    agg.sites = site_sums(valid, P, expected, predictor, X, observed)
+    agg.sites = site_sums(valid, P, expected, predictor, bins, observed)
 
 
-def add_input_drift(agg: Aggregates, predictor, X: pd.DataFrame) -> None:
+def add_input_drift(agg: Aggregates, predictor, X: pd.DataFrame) -> dict[str, np.ndarray]:
     """Missing counts and reference-bin counts of every model input (`X` is the
-    chunk's feature frame, transformed once for everything)."""
-    from features.reference import bin_counts
-
+    chunk's feature frame, transformed once for everything); each input's bin per row
+    (-1: missing), which the sums per site count again."""
     ref = predictor.reference
+    bins = {}
     for name in predictor.fields:
         col = X[name]
         agg.input_missing[name] = int(col.isna().sum())
         if name in ref:
-            values = col.to_numpy(dtype="float64") if ref[name]["kind"] == "number" else col
-            agg.input_counts[name] = bin_counts(ref[name], values)
+            b = bin_index(ref[name], col.to_numpy(dtype="float64") if ref[name]["kind"] == "number" else col)
+            agg.input_counts[name] = np.bincount(b[b >= 0], minlength=n_bins(ref[name]))
+            bins[name] = b
+    return bins
 
 
 def add_attributions(agg: Aggregates, predictor, contrib: np.ndarray | None) -> None:

@@ -95,8 +95,8 @@ def score_chunk(predictor, frame: pd.DataFrame, index: int, row_offset: int, dup
         table = build_table(valid["subject_id"], P, risk, ex, opts.explain, opts.top_k, schema, change)
         expected = expected_change(predictor, margins)
         add_predictions(agg, P, risk, valid, expected)
-        add_outcomes_and_sites(agg, predictor, valid, X, P, expected)
-        add_input_drift(agg, predictor, X)
+        bins = add_input_drift(agg, predictor, X)
+        add_outcomes_and_sites(agg, predictor, valid, bins, P, expected)
         add_attributions(agg, predictor, contrib)
         add_sample(agg, predictor, X, sampled, sample_contrib)
     else:

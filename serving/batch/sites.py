@@ -118,25 +118,28 @@ def bin_index(ref: dict, values) -> np.ndarray:
     return np.asarray(pd.Categorical(values, categories=ref["categories"]).codes, dtype="int64")
 
 
-def _site_input_counts(codes: np.ndarray, n_sites: int, predictor, X: pd.DataFrame) -> list[dict[str, np.ndarray]]:
+def n_bins(ref: dict) -> int:
+    """The number of bins of a training reference."""
+    return len(ref["edges"]) + 1 if ref["kind"] == "number" else len(ref["categories"])
+
+
+def _site_input_counts(codes: np.ndarray, n_sites: int, predictor, bins: dict[str, np.ndarray]
+                       ) -> list[dict[str, np.ndarray]]:
     """Per site (by code), the reference-bin counts of every model input."""
     out: list[dict[str, np.ndarray]] = [{} for _ in range(n_sites)]
-    for name, ref in predictor.reference.items():
-        if name not in X.columns:
-            continue
-        b = bin_index(ref, X[name] if ref["kind"] == "category" else X[name].to_numpy(dtype="float64"))
-        n_bins = len(ref["edges"]) + 1 if ref["kind"] == "number" else len(ref["categories"])
+    for name, b in bins.items():
+        n_bins_ = n_bins(predictor.reference[name])
         ok = b >= 0
-        counts = np.bincount(codes[ok] * n_bins + b[ok], minlength=n_sites * n_bins).reshape(n_sites, n_bins)
+        counts = np.bincount(codes[ok] * n_bins_ + b[ok], minlength=n_sites * n_bins_).reshape(n_sites, n_bins_)
         for s in range(n_sites):
             out[s][name] = counts[s].copy()
     return out
 
 
-def site_sums(valid: pd.DataFrame, P: np.ndarray, expected: np.ndarray | None, predictor, X: pd.DataFrame,
-              observed: Observed | None) -> dict[str, SiteSums]:
+def site_sums(valid: pd.DataFrame, P: np.ndarray, expected: np.ndarray | None, predictor,
+              bins: dict[str, np.ndarray], observed: Observed | None) -> dict[str, SiteSums]:
     """The chunk's sums per site (key `NO_SITE` for rows without one); empty without a
-    `site` column."""
+    `site` column. `bins`: each model input's reference bin per row (`bin_index`)."""
     if "site" not in valid.columns:
         return {}
     codes, names = pd.factorize(valid["site"], use_na_sentinel=True)
@@ -151,7 +154,7 @@ def site_sums(valid: pd.DataFrame, P: np.ndarray, expected: np.ndarray | None, p
     p_sum = np.stack([np.bincount(codes, weights=P[:, k], minlength=n_sites) for k in range(_K)], axis=1)
     p_sq = np.stack([np.bincount(codes, weights=np.square(P[:, k]), minlength=n_sites) for k in range(_K)], axis=1)
     change = np.bincount(codes, weights=expected, minlength=n_sites) if expected is not None else np.zeros(n_sites)
-    inputs = _site_input_counts(codes, n_sites, predictor, X)
+    inputs = _site_input_counts(codes, n_sites, predictor, bins)
     out = {}
     for s, key in enumerate(keys):
         out[key] = SiteSums(int(n[s]), pred[s].copy(), p_sum[s].copy(), p_sq[s].copy(), float(change[s]), inputs[s])
