@@ -242,6 +242,9 @@ def fit_calibration(margins: np.ndarray, y: np.ndarray, link_kind: str, threshol
                        sigma0)
 
 
+LOG_T_RANGE = (-4.0, 6.0)
+
+
 def fit_spread_calibration(margins: np.ndarray, y: np.ndarray, threshold_pct: float) -> Calibration:
     """Out-of-fold calibration of the distributional model (`normal_spread`), minimizing the
     three-class log-loss. `margins` (n, 2): the expected change and the log-variance booster's
@@ -252,11 +255,16 @@ def fit_spread_calibration(margins: np.ndarray, y: np.ndarray, threshold_pct: fl
         m = np.column_stack([margins[:, 0] / t_mu + b_mu, margins[:, 1] / t_v + b_v])
         return log_loss(y, margins_to_proba(m, NORMAL_SPREAD, None, threshold_pct))
 
-    r2 = _nelder_mead(lambda th: ll(1.0, 0.0, np.exp(th[0]), th[1]), [np.log(2.0), 0.0])
-    tv0, bv0 = float(np.exp(r2.x[0])), float(r2.x[1])
+    def temp(log_t: float) -> float:
+        # a spread booster with (nearly) one value leaves its temperature unidentified: keep
+        # the search where exp() is finite (T up to ~400 means "the booster carries nothing")
+        return float(np.exp(np.clip(log_t, *LOG_T_RANGE)))
+
+    r2 = _nelder_mead(lambda th: ll(1.0, 0.0, temp(th[0]), th[1]), [np.log(2.0), 0.0])
+    tv0, bv0 = temp(r2.x[0]), float(r2.x[1])
     alone = Calibration(np.array([1.0, tv0]), np.array([0.0, bv0]), None, float(r2.fun), float(r2.fun))
-    r4 = _nelder_mead(lambda th: ll(np.exp(th[0]), th[1], np.exp(th[2]), th[3]), [0.0, 0.0, np.log(tv0), bv0])
-    return Calibration(np.array([np.exp(r4.x[0]), np.exp(r4.x[2])]), np.array([r4.x[1], r4.x[3]]), None,
+    r4 = _nelder_mead(lambda th: ll(temp(th[0]), th[1], temp(th[2]), th[3]), [0.0, 0.0, np.log(tv0), bv0])
+    return Calibration(np.array([temp(r4.x[0]), temp(r4.x[2])]), np.array([r4.x[1], r4.x[3]]), None,
                        float(r2.fun), float(r4.fun), alone=alone)
 
 
