@@ -7,7 +7,8 @@ makes waiting threads sleep instead: contention vanishes, but a job alone gets s
 
 This script times a small training (16,000 rows x 26 features, 4 x 100 depth-3 rounds,
 all cores) alone and as a pair of simultaneous processes, with the default wait policy
-and with PASSIVE, and as a pair whose jobs each take half the cores, in interleaved repeats, and prints medians and ratios to the job alone
+and with PASSIVE, and as a pair whose jobs each take half the cores, in interleaved repeats, and prints
+medians and ratios to the job alone
 with the default policy (the reference, measured in the same run).
 
     .venv/bin/python benchmarks/omp_contention_bench.py [--repeats 5]

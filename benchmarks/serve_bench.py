@@ -33,7 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -315,7 +315,7 @@ def render(results: dict, args, uri: str, load_before, load_after, shape: dict) 
              "mlflow": "mlflow models serve (probabilities only)",
              "floor": "floor: bare uvicorn + booster (probabilities + contributions)"}
     lines = [
-        "| server | p50 ms | p99 ms | req/s at {c} clients | 503s | other errors | start-up s |".format(c=args.concurrency),
+        f"| server | p50 ms | p99 ms | req/s at {args.concurrency} clients | 503s | other errors | start-up s |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for k, r in results.items():
@@ -335,7 +335,7 @@ def render(results: dict, args, uri: str, load_before, load_after, shape: dict) 
         ratios.append(f"- throughput, micro-batching on / off: {e['rps'] / nb['rps']:.2f} x")
     if e and f:
         ratios.append(f"- throughput, eih / floor: {e['rps'] / f['rps']:.2f} x")
-    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     head = (f"Run {when} on {os.cpu_count()} cores ({platform.machine()}, Python {platform.python_version()}); "
             f"model `{uri}`{_shape_text(shape)}; per server {args.sequential} sequential one-record requests (after "
             f"warm-up) and {args.duration:g} s of {args.concurrency} concurrent clients (httpx, asyncio), measured "

@@ -111,8 +111,9 @@ def main() -> None:
                   f"(oracle {m.get('oracle_test_auroc_macro', float('nan')):.3f}), chosen depth {res['chosen']['max_depth']} "
                   f"x {res['chosen']['n_rounds']} rounds; explain {sp['chosen_rows_per_s']:.0f} rows/s vs default+shap "
                   f"{sp['default_shap_rows_per_s']:.0f} rows/s (x{sp['ratio']:.1f})", flush=True)
-    print("\n| rows | trials | wall (s) | peak RSS (MiB) | test log-loss | null | oracle | oracle_capture | AUROC (model / oracle) | "
-          "logreg log-loss | chosen shape | best-CV candidate capture | explain rows/s (chosen) | default XGB + shap rows/s | ratio |")
+    print("\n| rows | trials | wall (s) | peak RSS (MiB) | test log-loss | null | oracle | oracle_capture |"
+          " AUROC (model / oracle) | logreg log-loss | chosen shape | best-CV candidate capture |"
+          " explain rows/s (chosen) | default XGB + shap rows/s | ratio |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for n, res, sp, m in rows:
         print(f"| {n} | {args.n_trials} | {res['wall_s']:.0f} | {res['peak_rss_mb']:.0f} | {m['test_log_loss']:.4f} | "

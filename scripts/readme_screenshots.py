@@ -26,8 +26,8 @@ def main() -> None:
     import mlflow
     from selenium.webdriver.common.by import By
 
-    from model_runtime.settings import configure_mlflow
     from eih.ui_session import chromium, running_ui
+    from model_runtime.settings import configure_mlflow
 
     configure_mlflow()
     runs = mlflow.search_runs(experiment_names=["eih-responder"], filter_string="tags.mlflow.runName LIKE 'train-%'",

@@ -29,11 +29,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field as PydanticField, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import Field as PydanticField
 
 from data_contracts.fields import BY_NAME, CONTRACT_VERSION
-from data_contracts.record import ContractRecord
 from data_contracts.prescreen import RECORD_FIELDS, prescreen
+from data_contracts.record import ContractRecord
 from data_contracts.schema import ID_PATTERN
 
 MAX_RECORDS = 1000

@@ -95,7 +95,8 @@ def uncertainty_and_utility(meta, metrics: dict) -> list[str]:
                  f" How they were chosen: {meta.risk_cutoffs_reason or 'configured'}.")
     if "test_pain_free_moderate_or_high" in metrics:
         lines.append(f"- Pain-free people rated moderate or high on the test split:"
-                     f" {metrics['test_pain_free_moderate_or_high']:.1%} (all people: {metrics['test_share_moderate_or_high']:.1%}).")
+                     f" {metrics['test_pain_free_moderate_or_high']:.1%}"
+                     f" (all people: {metrics['test_share_moderate_or_high']:.1%}).")
     lines.append("![Decision curves: net benefit of adapting the protocol and of expecting benefit, against acting for"
                  " everyone and for no one](decision_curves.png)")
     return lines

@@ -114,7 +114,8 @@ def _predictors(meta) -> list[str]:
         f"Data contract {CONTRACT_VERSION}; one model input per contract field ({len(fields)}): " + ", ".join(fields) + ".",
         "Categorical fields use XGBoost's native categorical support, so each explanation is one value per field.",
         *([f"Derived feature{'s' if len(derived) > 1 else ''}, explained under {'their' if len(derived) > 1 else 'its'} own"
-           " name beside the fields: " + "; ".join(f"{d} ({DERIVED[d].label[:1].lower() + DERIVED[d].label[1:]}, from {', '.join(DERIVED[d].inputs)})"
+           " name beside the fields: " + "; ".join(
+               f"{d} ({DERIVED[d].label[:1].lower() + DERIVED[d].label[1:]}, from {', '.join(DERIVED[d].inputs)})"
                                                   for d in derived)
            + ". The dose thresholds are the published ones the simulator also encodes, so on simulated data this"
            " feature carries the simulator's dose shape; expect less from it on real cohorts."] if derived else []),
@@ -179,7 +180,8 @@ def _performance(metrics: dict, intervals: dict, confusion: np.ndarray) -> list[
     lines += ["", *_comparisons(metrics)]
     lines += ["", "Per class:"]
     for c in RESPONSES:
-        lines.append(f"- {c}: AUROC {metrics[f'test_auroc_{c}']:.3f}, calibration slope {metrics[f'test_calibration_slope_{c}']:.2f},"
+        lines.append(f"- {c}: AUROC {metrics[f'test_auroc_{c}']:.3f},"
+                     f" calibration slope {metrics[f'test_calibration_slope_{c}']:.2f},"
                      f" intercept {metrics[f'test_calibration_intercept_{c}']:.2f}")
     lines += ["", "Confusion matrix (rows observed, columns predicted): " + "; ".join(
         f"{RESPONSES[i]}: " + ", ".join(str(v) for v in confusion[i]) for i in range(len(RESPONSES)))]
@@ -191,10 +193,12 @@ def _comparisons(metrics: dict) -> list[str]:
     lines = ["| comparison | log-loss | macro AUROC |", "|---|---|---|"]
     lines.append(f"| class prior (null) | {metrics['null_test_log_loss']:.3f} | 0.500 |")
     for b in ("logreg", "cpm_rule", "psychosocial_rule"):
-        lines.append(f"| baseline {b} | {metrics[f'baseline_{b}_test_log_loss']:.3f} | {metrics[f'baseline_{b}_test_auroc_macro']:.3f} |")
+        ll, auc = metrics[f"baseline_{b}_test_log_loss"], metrics[f"baseline_{b}_test_auroc_macro"]
+        lines.append(f"| baseline {b} | {ll:.3f} | {auc:.3f} |")
     lines.append(f"| **this model** | {metrics['test_log_loss']:.3f} | {metrics['test_auroc_macro']:.3f} |")
     if "oracle_test_log_loss" in metrics:
-        lines.append(f"| oracle (the simulator's truth) | {metrics['oracle_test_log_loss']:.3f} | {metrics['oracle_test_auroc_macro']:.3f} |")
+        ll, auc = metrics["oracle_test_log_loss"], metrics["oracle_test_auroc_macro"]
+        lines.append(f"| oracle (the simulator's truth) | {ll:.3f} | {auc:.3f} |")
         lines.append("")
         lines.append(f"Oracle capture (share of the truth's improvement over the class prior): {metrics['oracle_capture']:.3f}.")
         if "best_cv_candidate_oracle_capture" in metrics:

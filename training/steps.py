@@ -13,12 +13,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
 
-from data_contracts.fields import BY_NAME, CONTRACT_VERSION, RESPONSES
+from data_contracts.fields import CONTRACT_VERSION, RESPONSES
 from data_contracts.labels import eih_pct
 from features.pipeline import ContractFeatures
 from features.reference import build_reference, numeric_reference
@@ -173,7 +173,7 @@ def fit(prep: Prepared, chosen: tune.Trial, calib: Calibrated, cfg: TrainConfig,
         reference=build_reference(Xtr),
         class_prior=tuple(float(v) for v in np.bincount(ytr, minlength=3) / len(ytr)),
         model_shape=shape,
-        trained_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        trained_at=datetime.now(UTC).isoformat(timespec="seconds"),
         seed=seed,
     )
     predictor = EIHPredictor(boosters, meta)

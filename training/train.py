@@ -162,7 +162,8 @@ class _RunLog:
         mlflow.log_metrics(c.metrics())
         mlflow.log_param("calibration_applied", c.applied)
         spread = f"residual spread {c.cal.sigma:.1f} %-points; " if c.cal.sigma is not None else ""
-        fix = (f"temperature {np.atleast_1d(c.cal.temperature)[0]:.3f} and bias applied (log-loss {c.fitted.log_loss_before:.4f} -> "
+        t0 = np.atleast_1d(c.cal.temperature)[0]
+        fix = (f"temperature {t0:.3f} and bias applied (log-loss {c.fitted.log_loss_before:.4f} -> "
                f"{c.fitted.log_loss_after:.4f})" if c.applied else "no further correction needed")
         self.console.print(f"calibration: {spread}out-of-fold ECE {c.ece_before:.4f}; {fix}")
 

@@ -25,10 +25,10 @@ from serving.batch.tracking import TrackedRun, end_run_failed, finish_run, repor
 from serving.batch.writers import (
     _RejectsWriter,
     _TableWriter,
+    change_columns,
     check_paths,
     default_rejects_path,
     default_report_path,
-    change_columns,
     output_schema,
     partial_path,
     write_report,
