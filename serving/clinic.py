@@ -37,6 +37,7 @@ CLINIC_CSS = """\
 :root { --ink: #1b1b1b; --muted: #4a4a4a; --line: #b1b4b6; --focus: #fd0; --link: #1d5fa8;
   --hypo: #1d6f5f; --hyper: #b5401b; --neutral: #5a5a5a; --error: #b00020; --bg-soft: #f3f2f1; }
 * { box-sizing: border-box; }
+[hidden] { display: none !important; }
 body { margin: 0; font: 16px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--ink); }
 a { color: var(--link); }
 header, main, footer { max-width: 1280px; margin: 0 auto; padding: 0 16px; }
@@ -183,7 +184,7 @@ def page() -> str:
 <h2 id="token-title">This service needs its API token</h2>
 <form id="token-form" novalidate>
 <div class="field"><label for="token-input">API token</label>
-<input id="token-input" name="token" type="password" autocomplete="off" aria-describedby="token-hint token-error">
+<input id="token-input" name="token" type="password" aria-describedby="token-hint token-error">
 <p class="hint" id="token-hint">Kept in this browser tab only (until the tab closes) and sent as a bearer token.</p>
 <p class="error" id="token-error" role="alert"></p></div>
 <button type="submit">Use this token</button>

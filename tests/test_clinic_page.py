@@ -164,7 +164,6 @@ def test_a_clinician_predicts_reads_the_reasons_and_corrects_a_value(served, bro
     base, _ = served
     shots = _shots_dir(tmp_path)
     record = dict(EXAMPLE_RECORD, subject_id=MARKER)
-    auth = {"Authorization": f"Bearer {TOKEN}"}
 
     # the page and its files are served without the token; everything model-specific needs it
     r = httpx.get(base + "/clinic", timeout=10)
@@ -172,7 +171,9 @@ def test_a_clinician_predicts_reads_the_reasons_and_corrects_a_value(served, bro
     assert "eih-responder" not in r.text
     for path in ("/clinic/clinic.js", "/clinic/clinic.css"):
         assert httpx.get(base + path, timeout=10).status_code == 200
-    assert httpx.get(base + "/clinic/other", timeout=10).status_code == 404
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    assert httpx.get(base + "/clinic/other", timeout=10).status_code == 401  # only the page's own files are open
+    assert httpx.get(base + "/clinic/other", headers=auth, timeout=10).status_code == 404
     assert httpx.get(base + "/metadata", timeout=10).status_code == 401
     expected = httpx.post(base + "/predict", json={"records": [record]}, headers=auth, timeout=30).json()
     pred = expected["predictions"][0]
@@ -183,7 +184,8 @@ def test_a_clinician_predicts_reads_the_reasons_and_corrects_a_value(served, bro
     assert not browser.find_element(By.ID, "clinic").is_displayed()
     assert "eih-responder" not in browser.find_element(By.TAG_NAME, "body").text
     assert not _unlabelled(browser)
-    assert not _axe_serious(browser)
+    violations = _axe_serious(browser)
+    assert not violations, violations
     box = browser.find_element(By.ID, "token-input")
     box.send_keys("wrong-token", Keys.ENTER)
     _wait(lambda: "not accepted" in _text(browser, "token-error"), "the refused token's message")
@@ -214,7 +216,8 @@ def test_a_clinician_predicts_reads_the_reasons_and_corrects_a_value(served, bro
     _wait(lambda: browser.find_elements(By.CSS_SELECTOR, "#recommend-rows tr.current-row"), "the typed protocol")
     assert "more benefit" in _text(browser, "current-note")
     assert not _unlabelled(browser)
-    assert not _axe_serious(browser)
+    violations = _axe_serious(browser)
+    assert not violations, violations
     browser.set_window_size(1280, 1500)
     browser.execute_script("window.scrollTo(0, 0)")
     time.sleep(0.3)
@@ -228,7 +231,8 @@ def test_a_clinician_predicts_reads_the_reasons_and_corrects_a_value(served, bro
     assert "rule: age_years is a number from 18 to 100 years" in _text(browser, "e-age_years")
     assert age.get_attribute("aria-invalid") == "true"
     assert "Age" in _text(browser, "summary") and not browser.find_element(By.ID, "result").is_displayed()
-    assert not _axe_serious(browser)
+    violations = _axe_serious(browser)
+    assert not violations, violations
 
     # phone width: the corrected form's answer, where a clinician scrolls to it
     age.clear()
