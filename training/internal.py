@@ -70,7 +70,7 @@ def fit_fold(prep: steps.Prepared, chosen, tr: np.ndarray, te: np.ndarray, cfg: 
     """Calibrate and fit the chosen configuration on rows `tr`; (P, margins) of rows `te`."""
     fp = _fold_prep(prep, tr, te, cfg, seed)
     calib = steps.calibrate(fp, chosen, cfg, seed)
-    pred = steps.fit(fp, chosen, calib, cfg, seed)
+    pred = steps.fit(fp, chosen, calib, cfg, seed, reference=False)
     m = pred.margins(prep.df.iloc[te])
     return pred.proba(m), m
 
@@ -164,7 +164,7 @@ def as_run_metrics(s: Summary, prefix: str = "test_") -> dict[str, float]:
 
 
 def learning_curve(prep: steps.Prepared, chosen, cfg: TrainConfig, seed: int,
-                   fractions: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)) -> pd.DataFrame:
+                   fractions: tuple[float, ...] = (0.3, 0.6, 1.0)) -> pd.DataFrame:
     """Out-of-fold log-loss of the model and the class prior when each fold's training part is
     cut to a share of its rows (one repeat of `outer_folds` folds; shares below 100 rows skipped)."""
     n, rows = len(prep.df), []

@@ -146,8 +146,10 @@ def calibrate(prep: Prepared, trial: tune.Trial, cfg: TrainConfig, seed: int) ->
                       metrics.ece(ytr, cal.proba(oof, prep.link, t)), spread)
 
 
-def fit(prep: Prepared, chosen: tune.Trial, calib: Calibrated, cfg: TrainConfig, seed: int) -> EIHPredictor:
-    """The final booster on the whole training split, wrapped with its metadata."""
+def fit(prep: Prepared, chosen: tune.Trial, calib: Calibrated, cfg: TrainConfig, seed: int,
+        reference: bool = True) -> EIHPredictor:
+    """The final booster on the whole training split, wrapped with its metadata (and the
+    explanations' reference for drift unless `reference` is False: a validation fold's model)."""
     tr = prep.tr
     Xtr, ytr = prep.X.iloc[tr], prep.y[tr]
     boosters = [tune.fit_final(Xtr, prep.target[tr], calib.params, calib.n_rounds)]
@@ -177,6 +179,8 @@ def fit(prep: Prepared, chosen: tune.Trial, calib: Calibrated, cfg: TrainConfig,
         seed=seed,
     )
     predictor = EIHPredictor(boosters, meta)
+    if not reference:
+        return predictor
     # reference of the explanations, for the drift of explanations in batch scoring
     ref_ex = predictor.explain(prep.df.iloc[tr[: min(len(tr), 5000)]])
     meta.attribution_reference = {
