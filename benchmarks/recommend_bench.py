@@ -24,7 +24,9 @@ Printed:
    scale the regret of one protocol for everyone (the one with the best mean truth);
 2. with --ceiling on the predicted P(hyperalgesia): the share of people whose recommended
    protocol's true P(hyperalgesia) is within the ceiling + 0.02, and whether any returned
-   protocol breaks a constraint;
+   protocol breaks a constraint; then the directions the literature gives: raising CSI (+15)
+   or PCS (+10), how often each modality's best intensity moves up or down in the truth and
+   in the model;
 3. HTTP: p50 of one POST /recommend against one POST /predict of the same person (a real
    `eih serve` on 127.0.0.1, requests interleaved);
 4. `eih recommend` (in process, --throughput-n people, file to file: reading, contract
@@ -89,13 +91,13 @@ def _ci(x: np.ndarray, seed: int = 0, n_boot: int = 2000) -> tuple[float, float]
     return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
 
 
-def regret_report(people: pd.DataFrame, O: np.ndarray, P: np.ndarray, grid) -> dict:
+def regret_report(people: pd.DataFrame, T: np.ndarray, P: np.ndarray, grid) -> dict:
     """Regret of rank 1 (no constraints), by condition, with the one-protocol baseline."""
     from serving.recommend import benefit
     from serving.recommend_batch import ranked
 
     n = len(people)
-    bo = benefit(O)
+    bo = benefit(T)
     _, _, pick = ranked(P, np.ones(P.shape[:2], dtype=bool), 1)
     best = bo.max(axis=1)
     regret = best - bo[np.arange(n), pick]
@@ -112,7 +114,7 @@ def regret_report(people: pd.DataFrame, O: np.ndarray, P: np.ndarray, grid) -> d
     return out
 
 
-def ceiling_report(O: np.ndarray, P: np.ndarray, grid, ceiling: float) -> dict:
+def ceiling_report(T: np.ndarray, P: np.ndarray, grid, ceiling: float) -> dict:
     """With a ceiling on the predicted P(hyperalgesia): how often the truth keeps it (+ 0.02)."""
     from serving.recommend import HYPER, Constraints
     from serving.recommend_batch import ranked
@@ -121,11 +123,37 @@ def ceiling_report(O: np.ndarray, P: np.ndarray, grid, ceiling: float) -> dict:
     allowed = c.mask(grid, P[..., HYPER])
     person, r, g = ranked(P, allowed, 1)
     got = r == 1
-    p_true = O[person[got], g[got], HYPER]
+    p_true = T[person[got], g[got], HYPER]
     broken = int((P[person[got], g[got], HYPER] > ceiling).sum())
-    return {"ceiling": ceiling, "people": len(O), "with_recommendation": int(got.sum()),
+    return {"ceiling": ceiling, "people": len(T), "with_recommendation": int(got.sum()),
             "true_p_hyper_within_ceiling_plus_0.02": float(np.mean(p_true <= ceiling + 0.02)),
             "true_p_hyper_mean": float(p_true.mean()), "constraint_breaks": broken}
+
+
+def direction_report(lm, people: pd.DataFrame, grid) -> dict:
+    """Raise CSI by 15 or PCS by 10 points: how often each modality's best intensity moves up or
+    down, in the truth and in the model (people x modalities)."""
+    from serving.recommend import GridScorer, benefit
+
+    p = lm.predictor
+    gs = GridScorer(p)
+    out = {}
+    for field, delta, top in (("csi_score", 15.0, 100.0), ("pcs_total", 10.0, 52.0)):
+        base = people[people[field].notna()]
+        raised = base.assign(**{field: np.minimum(base[field] + delta, top)})
+        row = {}
+        for who, fn in (("truth", lambda d: benefit(truth_over_grid(d, grid))),
+                        ("model", lambda d: benefit(gs.score(p.frame_matrix(p.transform(d)))))):
+            b0, b1 = fn(base), fn(raised)
+            up = down = 0
+            for m in np.unique(grid.modality):
+                idx = np.flatnonzero(grid.modality == m)
+                i0 = grid.intensity[idx[np.round(b0[:, idx], 9).argmax(axis=1)]]
+                i1 = grid.intensity[idx[np.round(b1[:, idx], 9).argmax(axis=1)]]
+                up, down = up + int((i1 > i0).sum()), down + int((i1 < i0).sum())
+            row[who] = {"up": up, "down": down}
+        out[f"{field} +{delta:g}"] = row
+    return out
 
 
 def _free_port() -> int:
@@ -193,15 +221,18 @@ def throughput_report(lm, n: int, seed: int, workdir: Path) -> dict:
     people.to_parquet(src, index=False)
     p = lm.predictor
     gs = GridScorer(p)
+    X = p.frame_matrix(p.transform(people))
     raw_s = []
     for _ in range(3):
-        X = p.frame_matrix(p.transform(people))
-        M = gs.matrix(X)
-        t = time.perf_counter()
-        for b in p.boosters:
-            b.inplace_predict(M, predict_type="margin", validate_features=False)
-        raw_s.append(time.perf_counter() - t)
-        del M
+        total = 0.0
+        for start in range(0, n, 5000):  # the job's chunk of people, so memory stays as in the job
+            M = gs.matrix(X[start:start + 5000])
+            t = time.perf_counter()
+            for b in p.boosters:
+                b.inplace_predict(M, predict_type="margin", validate_features=False)
+            total += time.perf_counter() - t
+            del M
+        raw_s.append(total)
     job_s = []
     for _ in range(2):
         t = time.perf_counter()
@@ -245,11 +276,12 @@ def main() -> None:
     people = people.drop(columns=["ppt_post_kpa"])
     gs = GridScorer(lm.predictor)
     t = time.perf_counter()
-    O = truth_over_grid(people, gs.grid)
+    T = truth_over_grid(people, gs.grid)
     t_truth = time.perf_counter() - t
     P = gs.score(lm.predictor.frame_matrix(lm.predictor.transform(people)))
     results = {"model": lm.uri, "version": lm.version, "grid": len(gs.grid), "truth_s": t_truth,
-               "regret": regret_report(people, O, P, gs.grid), "ceiling": ceiling_report(O, P, gs.grid, args.ceiling),
+               "regret": regret_report(people, T, P, gs.grid), "ceiling": ceiling_report(T, P, gs.grid, args.ceiling),
+               "direction": direction_report(lm, people, gs.grid),
                "http": http_report(lm.uri, people, args.requests, workdir),
                "throughput": throughput_report(lm, args.throughput_n, args.seed, workdir)}
     (workdir / "recommend_bench.json").write_text(json.dumps(results, indent=1))
@@ -273,6 +305,9 @@ def print_results(res: dict) -> None:
     print(f"2. ceiling P(hyperalgesia) <= {c['ceiling']}: {c['with_recommendation']} of {c['people']} people get a "
           f"protocol; its true P(hyperalgesia) <= ceiling + 0.02 for {c['true_p_hyper_within_ceiling_plus_0.02']:.1%} "
           f"(aim >= 95 %), mean {c['true_p_hyper_mean']:.3f}; protocols breaking a constraint: {c['constraint_breaks']}")
+    for change, row in res["direction"].items():
+        print(f"   {change}: best intensity per modality moves up/down in the truth {row['truth']['up']}/"
+              f"{row['truth']['down']}, in the model {row['model']['up']}/{row['model']['down']} (people x modalities)")
     h = res["http"]
     print(f"3. HTTP p50 over {h['requests']} interleaved requests: /recommend {h['p50_recommend_ms']:.2f} ms "
           f"(p95 {h['p95_recommend_ms']:.2f}), /predict {h['p50_predict_ms']:.2f} ms: {h['ratio']:.2f} x (aim <= 3 x)")

@@ -113,7 +113,6 @@ def _run(console, file: Path, out: Path, rejects: Path | None, options, progress
     from model_runtime.loading import ModelNotAvailable, load_model
     from model_runtime.metadata import ContractVersionError
     from serving.batch import BatchError
-    from serving.batch_cli import _Bar
     from serving.recommend import PrescriptionRefused
     from serving.recommend_batch import check_files, recommend_file
 
@@ -133,6 +132,34 @@ def _run(console, file: Path, out: Path, rejects: Path | None, options, progress
         _fail(1, f"{exc}; no output written")
     except KeyboardInterrupt:
         _fail(130, "interrupted; no output written")
+
+
+class _Bar:
+    """A rich progress bar over the people of the file (rows done of the total, time left)."""
+
+    def __init__(self, console, enabled: bool):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(), console=console,
+                                 disable=not enabled, refresh_per_second=4)
+        self.task = None
+
+    def __enter__(self):
+        self.progress.__enter__()
+        self.task = self.progress.add_task("checking subject_ids", total=None)
+        return self
+
+    def __exit__(self, *exc):
+        return self.progress.__exit__(*exc)
+
+    def start(self, total: int) -> None:
+        """The row count is known: recommending starts."""
+        self.progress.reset(self.task, total=total, description="recommending")
+
+    def advance(self, n: int, done: int) -> None:
+        """`n` more rows done (`done` in all)."""
+        self.progress.update(self.task, advance=n)
 
 
 def _summary(console, result) -> None:

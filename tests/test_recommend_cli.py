@@ -90,8 +90,9 @@ def test_recommend_refusals_exit_2(cli_runner, trained_model, people_file, tmp_p
 
     from types import SimpleNamespace
 
-    import model_runtime.loading as loading
     from test_recommend import lactate_predictor
+
+    import model_runtime.loading as loading
 
     fake = SimpleNamespace(predictor=lactate_predictor(), uri="models:/research/1", name="research", version="1",
                            run_id=None)
