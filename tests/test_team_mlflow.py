@@ -35,7 +35,7 @@ from data_contracts.examples import EXAMPLE_RECORD
 PG_BINS = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name))
 BIN = Path(sys.executable).parent
 MODEL = "eih-responder"
-SMALL = "n_trials = 2\ncv_folds = 3\nbootstrap = 20\nmax_rounds = 200\nnthread = 1\n"
+SMALL = "n_trials = 2\ncv_folds = 3\nbootstrap = 20\nmax_rounds = 200\nnthread = 1\nvalidation = \"holdout\"\n"
 """Two trainings at once on 2 cores: one thread each, a short search (about 20 s both)."""
 
 pytestmark = [
@@ -116,7 +116,7 @@ def two_trainings(team_server):
     d.mkdir()
     (d / "small.toml").write_text(SMALL)
     for k, seed in enumerate((21, 22)):
-        cohort, oracle = simulate(1500, seed=seed, n_sites=1)
+        cohort, oracle = simulate(3000, seed=seed, n_sites=1)
         cohort.to_parquet(d / f"c{k}.parquet", index=False)
         oracle.to_parquet(d / f"c{k}.oracle.parquet", index=False)
     client = _client(team_server)

@@ -167,7 +167,7 @@ def test_champion_gate_keeps_better_champion(trained_model, client):
     small.to_parquet(path, index=False)
     before = client.get_model_version_by_alias("eih-responder", "champion").version
     # same test rows are not guaranteed, but a tiny model should lose on its own test split
-    cfg = TrainConfig(n_trials=1, cv_folds=3, bootstrap=20, max_rounds=3, early_stopping_rounds=1,
+    cfg = TrainConfig(n_trials=1, cv_folds=3, bootstrap=20, max_rounds=3, early_stopping_rounds=1, validation="holdout",
                       search=TrainConfig().search.__class__(max_depth=(1, 1), learning_rate=(0.02, 0.021)))
     res = train(path, cfg=cfg, seed=1, console=Console(quiet=True))
     after = client.get_model_version_by_alias("eih-responder", "champion").version
@@ -229,7 +229,7 @@ def test_multiclass_kind_trains_a_softmax_model_with_exact_explanations(trained_
     from training.config import TrainConfig
     from training.train import train
 
-    cfg = TrainConfig(model="multiclass", n_trials=2, cv_folds=3, bootstrap=20, max_rounds=200)
+    cfg = TrainConfig(model="multiclass", n_trials=2, cv_folds=3, bootstrap=20, max_rounds=200, validation="holdout")
     res = train(trained_model.cohort.path, oracle=trained_model.cohort.oracle_path, cfg=cfg, seed=5,
                 experiment="eih-multiclass", registered_model="eih-multiclass", console=Console(quiet=True))
     run = client.get_run(res.run_id)
@@ -252,7 +252,7 @@ def test_training_without_an_oracle_when_the_cheaper_candidate_wins(trained_mode
     from training.config import TrainConfig
     from training.train import train
 
-    cfg = TrainConfig(n_trials=3, cv_folds=3, bootstrap=20, max_rounds=200, cost_tolerance=1.0)
+    cfg = TrainConfig(n_trials=3, cv_folds=3, bootstrap=20, max_rounds=200, cost_tolerance=1.0, validation="holdout")
     res = train(trained_model.cohort.path, oracle=None, cfg=cfg, seed=11, experiment="eih-no-oracle",
                 registered_model="eih-no-oracle", console=Console(quiet=True))
     logged = client.get_run(res.run_id).data.metrics
