@@ -285,7 +285,7 @@ def recommend_file(path: str | os.PathLike, out: str | os.PathLike, options: Rec
     from data_contracts.io import iter_table, read_header
     from model_runtime.loading import load_model
     from serving.batch import BatchError, default_rejects_path, scan_ids
-    from serving.batch.writers import _RejectsWriter, _TableWriter
+    from serving.batch.writers import RejectsWriter, TableWriter
     from serving.recommend import protocols_of
 
     t0 = time.perf_counter()
@@ -302,7 +302,7 @@ def recommend_file(path: str | os.PathLike, out: str | os.PathLike, options: Rec
         progress.start(n_total)
     proto_warn = protocol_warnings(gs)
     run = _start_run(options, lm, path, gs, result.protocols) if options.log_mlflow else None
-    table_w, rejects_w = _TableWriter(out, OUTPUT_SCHEMA), _RejectsWriter(rejects)
+    table_w, rejects_w = TableWriter(out, OUTPUT_SCHEMA), RejectsWriter(rejects)
     try:
         offset = 0
         columns = read_header(path).columns  # every column: the protocol ones may be absent

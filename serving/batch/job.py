@@ -23,8 +23,8 @@ from serving.batch.options import SAMPLE_ROWS, BatchError, BatchResult, ChunkOpt
 from serving.batch.scan import scan_ids
 from serving.batch.tracking import TrackedRun, end_run_failed, finish_run, report_html, start_run
 from serving.batch.writers import (
-    _RejectsWriter,
-    _TableWriter,
+    RejectsWriter,
+    TableWriter,
     change_columns,
     check_paths,
     default_rejects_path,
@@ -58,13 +58,13 @@ class _Outputs:
 
     def __init__(self, files: _Files):
         self.files = files
-        self.table: _TableWriter | None = None
-        self.rejects: _RejectsWriter | None = None
+        self.table: TableWriter | None = None
+        self.rejects: RejectsWriter | None = None
 
     def open(self, schema: pa.Schema) -> None:
         """Start the scores and rejects files (as `.partial`)."""
-        self.table = _TableWriter(self.files.out, schema)
-        self.rejects = _RejectsWriter(self.files.rejects)
+        self.table = TableWriter(self.files.out, schema)
+        self.rejects = RejectsWriter(self.files.rejects)
 
     def write(self, res: ChunkResult) -> None:
         """Append one chunk's scored rows and rejects."""

@@ -14,6 +14,7 @@ import pyarrow as pa
 from data_contracts.fields import RESPONSES
 from data_contracts.io import SUFFIXES, file_format, require_columns
 from data_contracts.validate import ContractFileError
+from model_runtime.links import CHANGE_LINKS
 from serving.batch.options import RISK_LEVELS
 
 
@@ -58,7 +59,7 @@ def check_paths(path: Path, out: Path, rejects: Path, report: Path | None) -> No
 def change_columns(predictor) -> tuple[str, ...]:
     """The columns of the expected change, its spread and the prediction intervals a model
     gives (none for a class-margin model; no intervals without a conformal calibration)."""
-    if predictor.change_of(np.zeros((1, len(predictor.outputs)))) is None:
+    if predictor.link not in CHANGE_LINKS:
         return ()
     levels = predictor.meta.conformal.get("levels", {}) if predictor.meta.conformal else {}
     return ("expected_change_pct", "change_sd_pct") + tuple(
@@ -128,7 +129,7 @@ def build_table(ids: pd.Series, P: np.ndarray, risk: np.ndarray, ex, explain: st
 # ------------------------------------------------------------------------------------
 # writers: complete or absent
 # ------------------------------------------------------------------------------------
-class _TableWriter:
+class TableWriter:
     """Writes the scores to `<out>.partial`; `commit` renames it to `<out>`."""
 
     def __init__(self, path: Path, schema: pa.Schema):
@@ -171,7 +172,7 @@ class _TableWriter:
         self.tmp.unlink(missing_ok=True)
 
 
-class _RejectsWriter:
+class RejectsWriter:
     """Writes the rejected rows (`eih validate --rejects` format) to `<rejects>.partial`;
     the header is written at once so that a job without rejects still gives the file."""
 
