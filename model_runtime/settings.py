@@ -124,11 +124,20 @@ def get_or_create_experiment(name: str) -> str:
     """Experiment id for `name`, created with the project's artifact root when new."""
     import mlflow
 
+    from mlflow.exceptions import MlflowException
+
     exp = mlflow.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
     root = artifact_root(mlflow.get_tracking_uri())
-    return mlflow.create_experiment(name, artifact_location=root) if root else mlflow.create_experiment(name)
+    try:
+        return mlflow.create_experiment(name, artifact_location=root) if root else mlflow.create_experiment(name)
+    except MlflowException:
+        # two trainings starting together on one team server: the other one created it first
+        exp = mlflow.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
 
 
 PRIVACY_ENV = {

@@ -42,12 +42,22 @@ def _optional(name: str) -> tuple[Any, Any]:
                                                  json_schema_extra=info.json_schema_extra)
 
 
-RecommendRecord = create_model(
-    "RecommendRecord", __base__=ContractRecord,
-    __doc__="One person (contract 1.0 predictors); the protocol fields are left out, or all three given (the "
-            "current protocol, compared with the recommendations).",
-    **{name: _optional(name) for name in PROTOCOL_FIELDS},
-)
+def _all_or_none(schema: dict) -> None:
+    """Document the rule the gate enforces: the three protocol fields come together or not at all."""
+    given = {f: {"not": {"type": "null"}} for f in PROTOCOL_FIELDS}
+    schema["anyOf"] = [{"required": list(PROTOCOL_FIELDS), "properties": given},
+                       {"properties": {f: {"type": "null"} for f in PROTOCOL_FIELDS}}]
+
+
+_RecordFields = create_model(
+    "_RecordFields", __base__=ContractRecord, **{name: _optional(name) for name in PROTOCOL_FIELDS})
+
+
+class RecommendRecord(_RecordFields):  # type: ignore[valid-type, misc]
+    """One person (contract 1.0 predictors); the protocol fields are left out, or all three given (the
+    current protocol, compared with the recommendations)."""
+
+    model_config = ConfigDict(json_schema_extra=_all_or_none)
 
 
 class RecommendConstraints(BaseModel):

@@ -2,12 +2,17 @@
 temporary MLflow store, shared by the training, serving and batch tests.
 
 The whole test session points MLFLOW_TRACKING_URI at that temporary store, so no test
-touches the project's own mlruns/.
+touches the project's own mlruns/. mlflow.set_tracking_uri and set_registry_uri (which
+training calls) export MLFLOW_TRACKING_URI and MLFLOW_REGISTRY_URI and keep a process-wide
+URI: `use_store` and the autouse `_store_restored` put all of them back after a test or a
+module that moved to a store of its own, so a later MlflowClient never reads a stale registry.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -17,17 +22,55 @@ N_ROWS = 3000
 SEED = 11
 
 
+STORE_VARS = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "EIH_STORE_RULE")
+
+
+def _restore_store(saved: dict[str, str | None]) -> None:
+    """Put the store variables back as `saved` and mlflow's process-wide URIs with them."""
+    import sys
+
+    if "mlflow" in sys.modules:
+        import mlflow
+
+        uri = saved["MLFLOW_TRACKING_URI"]
+        if uri and mlflow.get_tracking_uri() != uri:
+            mlflow.set_tracking_uri(uri)
+        if uri and mlflow.get_registry_uri() != (saved["MLFLOW_REGISTRY_URI"] or uri):
+            mlflow.set_registry_uri(saved["MLFLOW_REGISTRY_URI"] or uri)
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@contextmanager
+def use_store(uri: str) -> Iterator[str]:
+    """Point this process at the MLflow store `uri`, and back at the previous one on exit."""
+    saved = {k: os.environ.get(k) for k in STORE_VARS}
+    os.environ.pop("MLFLOW_REGISTRY_URI", None)
+    os.environ.pop("EIH_STORE_RULE", None)
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    try:
+        yield uri
+    finally:
+        _restore_store(saved)
+
+
+@pytest.fixture(autouse=True)
+def _store_restored() -> Iterator[None]:
+    """Whatever store a test moved to (monkeypatch, configure_mlflow, train), the next test
+    starts where this one did."""
+    saved = {k: os.environ.get(k) for k in STORE_VARS}
+    yield
+    _restore_store(saved)
+
+
 @pytest.fixture(scope="session")
 def mlflow_store(tmp_path_factory) -> SimpleNamespace:
     d = tmp_path_factory.mktemp("mlflow-store")
-    uri = f"sqlite:///{d / 'mlflow.db'}"
-    old = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ["MLFLOW_TRACKING_URI"] = uri
-    yield SimpleNamespace(dir=d, tracking_uri=uri)
-    if old is None:
-        os.environ.pop("MLFLOW_TRACKING_URI", None)
-    else:
-        os.environ["MLFLOW_TRACKING_URI"] = old
+    with use_store(f"sqlite:///{d / 'mlflow.db'}") as uri:
+        yield SimpleNamespace(dir=d, tracking_uri=uri)
 
 
 @pytest.fixture(scope="session")

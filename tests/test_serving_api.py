@@ -309,7 +309,7 @@ def test_schemathesis_fuzz_finds_no_server_error_and_no_undocumented_status(serv
            "--request-timeout", "60", "--no-color", "--report-dir", str(tmp_path)]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=420)
     assert res.returncode == 0, res.stdout[-5000:] + res.stderr[-2000:]
-    assert "No issues found" in res.stdout
+    assert "No issues found" in res.stdout, res.stdout[-5000:]
 
 
 # ---- the API page, the document and BentoML's client ----------------------------------------------

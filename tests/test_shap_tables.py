@@ -11,7 +11,7 @@ import pytest
 import xgboost as xgb
 
 import model_runtime.shap_tables as st
-from data_contracts.fields import PREDICTORS
+from data_contracts.fields import BEFORE_BOUT_PREDICTORS
 from features.derived import EXERCISE_DOSE
 from features.pipeline import ContractFeatures
 from model_runtime.predictor import EIHPredictor
@@ -26,7 +26,7 @@ def data():
     from simulation import simulate
 
     cohort, _ = simulate(3000, seed=5, n_sites=2)
-    feats = ContractFeatures(predictors=PREDICTORS, derived=(EXERCISE_DOSE,)).fit(None)
+    feats = ContractFeatures(predictors=BEFORE_BOUT_PREDICTORS, derived=(EXERCISE_DOSE,)).fit(None)  # the default model's inputs
     X = feats.transform(cohort)
     y = eih_pct(cohort).to_numpy()
     cats = feats.categories_

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from model_fixtures import use_store
 
 from training import update_steps
 
@@ -14,8 +15,6 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def parent(tmp_path_factory):
-    import os
-
     from rich.console import Console
 
     from simulation import simulate
@@ -23,20 +22,15 @@ def parent(tmp_path_factory):
     from training.train import train
 
     d = tmp_path_factory.mktemp("update")
-    old = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{d}/mlflow.db"
-    df, _ = simulate(600, seed=4, n_sites=1)
-    df.to_csv(d / "dev.csv", index=False)
-    site, _ = simulate(1200, seed=6, n_sites=4)
-    site = site.loc[site["site"] == "site_02"]
-    site.to_csv(d / "site.csv", index=False)
-    cfg = TrainConfig(n_trials=1, cv_folds=3, bootstrap=30, max_rounds=60, validation="holdout")
-    res = train(d / "dev.csv", cfg=cfg, seed=0, registered_model="dev", console=Console(quiet=True))
-    yield d, f"models:/dev/{res.model_version}"
-    if old is None:
-        os.environ.pop("MLFLOW_TRACKING_URI", None)
-    else:
-        os.environ["MLFLOW_TRACKING_URI"] = old
+    with use_store(f"sqlite:///{d}/mlflow.db"):
+        df, _ = simulate(600, seed=4, n_sites=1)
+        df.to_csv(d / "dev.csv", index=False)
+        site, _ = simulate(1200, seed=6, n_sites=4)
+        site = site.loc[site["site"] == "site_02"]
+        site.to_csv(d / "site.csv", index=False)
+        cfg = TrainConfig(n_trials=1, cv_folds=3, bootstrap=30, max_rounds=60, validation="holdout")
+        res = train(d / "dev.csv", cfg=cfg, seed=0, registered_model="dev", console=Console(quiet=True))
+        yield d, f"models:/dev/{res.model_version}"
 
 
 def test_evaluate_logs_a_run_with_intervals_groups_and_an_html_report(parent):

@@ -25,7 +25,7 @@ REQUIRED_METRICS = [
 def client(trained_model):
     from mlflow import MlflowClient
 
-    return MlflowClient(tracking_uri=trained_model.store.tracking_uri)
+    return MlflowClient(tracking_uri=trained_model.store.tracking_uri, registry_uri=trained_model.store.tracking_uri)
 
 
 def test_run_metrics_tags_params_and_dataset(trained_model, client):

@@ -3,7 +3,7 @@ chromium-driver, driven by Selenium; no browser download at test time).
 
 Starts `eih ui` on 127.0.0.1 against the session's trained-model store, finds the
 eih-responder experiment, opens the latest training run, sees its test_log_loss metric
-and the model card artifact, and checks the champion alias on the model page.
+and the model card artifact with its TRIPOD+AI headings, and checks the champion alias on the model page.
 """
 
 from __future__ import annotations
@@ -113,6 +113,8 @@ def test_data_scientist_finds_run_metric_model_card_and_champion(ui_server, brow
         except AssertionError:
             if attempt == 3:
                 raise
+    body = browser.find_element(By.TAG_NAME, "body").text
+    assert "TRIPOD+AI checklist" in body and "(TRIPOD+AI)" in body  # the card renders its TRIPOD+AI headings
     browser.save_screenshot(str(Path(trained_model.store.dir) / "ui_run.png"))
 
     # the registered model page shows the champion alias on the promoted version

@@ -1,6 +1,7 @@
 """The registry edge of training: log a predictor as the one MLflow model artifact
 (models from code, `model_runtime/pyfunc_model.py`), register it, and the gate that
-moves the `@champion` alias only when the new version beats the current champion.
+moves the `@champion` alias only when the new version beats, with a paired interval that
+excludes harm, both the best baseline and the current champion.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import pandas as pd
 from data_contracts.examples import EXAMPLE_RECORD
 from data_contracts.fields import BY_NAME, CONTRACT_VERSION, PREDICTORS, RESPONSES
 from model_runtime.predictor import EIHPredictor
-from training import metrics
 
 ROOT = Path(__file__).resolve().parent.parent
 PYFUNC_CODE = ROOT / "model_runtime" / "pyfunc_model.py"
@@ -65,47 +65,6 @@ def log_and_register(predictor: EIHPredictor, workdir: Path, registered_model: s
     mv = mlflow.register_model(info.model_uri, registered_model,
                                tags={"contract_version": CONTRACT_VERSION, "label_threshold_pct": f"{t:g}"})
     return str(mv.version)
-
-
-def gate(name: str, version: str, dte: pd.DataFrame, yte: np.ndarray, new_ll: float, alias: str) -> tuple[bool, str]:
-    """Move `alias` to the new version only if it beats the current champion on this test split.
-    Decided under the registry's gate lock (training/gate_lock.py): of two trainings at once, the
-    second compares against what the first decided."""
-    from training.gate_lock import gate_lock
-
-    with gate_lock(name):
-        return _decide(name, version, dte, yte, new_ll, alias)
-
-
-def _decide(name: str, version: str, dte: pd.DataFrame, yte: np.ndarray, new_ll: float, alias: str) -> tuple[bool, str]:
-    import mlflow
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    from model_runtime.loading import ModelNotAvailable, load_model
-
-    client = MlflowClient()
-    try:
-        current = client.get_model_version_by_alias(name, alias)
-    except MlflowException:
-        current = None
-    if current is None:
-        client.set_registered_model_alias(name, alias, version)
-        mlflow.log_metric("gate_new_test_log_loss", new_ll)
-        return True, f"no current champion: version {version} promoted to @{alias} (test log-loss {new_ll:.4f})"
-    try:
-        champ = load_model(f"models:/{name}/{current.version}").predictor
-        champ_ll = metrics.log_loss(yte, champ.predict_proba(dte))
-    except (ModelNotAvailable, ValueError) as exc:
-        client.set_registered_model_alias(name, alias, version)
-        return True, f"current champion version {current.version} cannot score this data ({exc}); version {version} promoted"
-    mlflow.log_metrics({"gate_champion_test_log_loss": champ_ll, "gate_new_test_log_loss": new_ll})
-    if new_ll < champ_ll:
-        client.set_registered_model_alias(name, alias, version)
-        return True, (f"version {version} beats champion version {current.version} on this test split "
-                      f"(log-loss {new_ll:.4f} < {champ_ll:.4f}): promoted to @{alias}")
-    return False, (f"version {version} does not beat champion version {current.version} on this test split "
-                   f"(log-loss {new_ll:.4f} >= {champ_ll:.4f}): @{alias} stays on version {current.version}")
 
 
 def champion_proba(name: str, alias: str, rows: pd.DataFrame) -> tuple[str, np.ndarray] | None:
@@ -169,8 +128,9 @@ def _decide_paired(name, version, alias, rows, summary, resummarize) -> tuple[bo
     best = summary.best_baseline
     checks.append(_verdict(f"the best baseline ({best})", summary.paired(best)))
     reasons = "; ".join(text for _, text in checks)
+    lead = "" if champion is not None else "no current champion; "
     if all(ok for ok, _ in checks):
         client.set_registered_model_alias(name, alias, version)
-        return True, f"version {version} {reasons}: promoted to @{alias}"
+        return True, f"{lead}version {version} {reasons}: promoted to @{alias}"
     stays = f"@{alias} stays on version {champion[0]}" if champion is not None else f"no version is @{alias}"
-    return False, f"version {version} {reasons}: registered, not promoted ({stays}; rule: {GATE_RULE})"
+    return False, f"{lead}version {version} {reasons}: registered, not promoted ({stays}; rule: {GATE_RULE})"
