@@ -123,7 +123,6 @@ def package_version() -> str:
 def get_or_create_experiment(name: str) -> str:
     """Experiment id for `name`, created with the project's artifact root when new."""
     import mlflow
-
     from mlflow.exceptions import MlflowException
 
     exp = mlflow.get_experiment_by_name(name)

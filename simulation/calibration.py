@@ -151,7 +151,22 @@ def calibration_report(df: pd.DataFrame, seed: int = REPORT_SEED, *, retest: pd.
         "r2_everything": r2_all,
         "r2_person_alone": person,
         "class_shares": {r: float(np.mean(y == k)) for k, r in enumerate(RESPONSES)},
+        "class_shares_by_threshold": class_shares_by_threshold(c.eih),
     }
+
+
+SHARE_THRESHOLDS_PCT = (5.0, 10.0, 15.0, 20.0, 30.0)
+"""Label thresholds the report shows class shares for: the default 10 % up to about the smallest
+detectable change of one PPT re-test (about 30 %)."""
+
+
+def class_shares_by_threshold(eih: np.ndarray, thresholds=SHARE_THRESHOLDS_PCT) -> dict[str, dict[str, float]]:
+    """{threshold: {class: share}}: how the three classes move with `eih train --label-threshold-pct`."""
+    out = {}
+    for t in thresholds:
+        y = response_codes(eih, t)
+        out[f"{t:g}"] = {r: float(np.mean(y == k)) for k, r in enumerate(RESPONSES)}
+    return out
 
 
 

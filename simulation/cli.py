@@ -244,6 +244,11 @@ def print_calibration(report: dict, title: str, console=None) -> None:
     )
     shares = report["class_shares"]
     console.print("class shares: " + ", ".join(f"{k} {v:.3f}" for k, v in shares.items()), highlight=False)
+    by_t = Table("label threshold (± % PPT change)", *shares, title="class shares by label threshold "
+                 "(eih train --label-threshold-pct; one re-test's smallest detectable change is about 30 %)")
+    for t, row in report.get("class_shares_by_threshold", {}).items():
+        by_t.add_row(f"{t} %", *(f"{row[k]:.3f}" for k in shares))
+    console.print(by_t)
     console.print(f"oracle macro AUROC for a person at a new site (the oracle file's p_* columns): "
                   f"{report['oracle_auroc_macro_new_site']:.3f}; world {report['world']}", highlight=False)
     n_fail = sum(r["passed"] is False for r in report["targets"])

@@ -111,7 +111,7 @@ def test_calibrate_report_table(cli_runner, calibrated_file):
     r = _run(cli_runner, "calibrate-report", path)
     assert r.exit_code == 0, r.output
     for needle in ("pain-free, isometric", "virtual crossover", "AUROC", "R² everything",
-                   "person alone", "all targets pass"):
+                   "person alone", "all targets pass", "class shares by label threshold", "30 %"):
         assert needle in r.output
     assert r.output.count("pass") >= 14
 
@@ -128,6 +128,13 @@ def test_calibrate_report_json(cli_runner, calibrated_file):
     for t in report["targets"]:
         assert {"published", "tolerance", "simulated", "passed", "method"} <= set(t)
     assert 0.65 <= report["oracle_auroc_macro"] <= 0.80
+    # class shares by label threshold: each row sums to 1, no change grows as the threshold widens
+    by_t = report["class_shares_by_threshold"]
+    assert list(by_t) == ["5", "10", "15", "20", "30"]
+    assert by_t["10"] == pytest.approx(report["class_shares"])
+    assert all(sum(row.values()) == pytest.approx(1.0) for row in by_t.values())
+    no_change = [row["no_change"] for row in by_t.values()]
+    assert no_change == sorted(no_change) and no_change[-1] > no_change[0] + 0.2
     assert report["r2_everything"] <= 0.40
 
 

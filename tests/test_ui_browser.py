@@ -21,7 +21,14 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def ui_server(trained_model, tmp_path_factory):
-    env = dict(os.environ, MLFLOW_TRACKING_URI=trained_model.store.tracking_uri)
+    from mlflow import MlflowClient
+
+    uri = trained_model.store.tracking_uri
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    for k in range(6):  # a store a team has used: more experiments than the home page's five newest
+        if client.get_experiment_by_name(f"other-work-{k}") is None:
+            client.create_experiment(f"other-work-{k}")
+    env = dict(os.environ, MLFLOW_TRACKING_URI=uri)
     with running_ui(tmp_path_factory.mktemp("ui") / "ui.log", env) as url:
         yield url
 
@@ -77,6 +84,8 @@ def test_data_scientist_finds_run_metric_model_card_and_champion(ui_server, brow
     toggle = _wait_for(browser, lambda: browser.find_elements(By.XPATH, "//*[normalize-space(text())='Model training']"),
                        what="the Model training switch")
     _click(browser, toggle[0])
+    # the home page lists only the five experiments updated last: the experiments page lists them all
+    browser.get(ui_server + "/#/experiments")
     exp_link = _wait_for(browser, lambda: browser.find_elements(By.LINK_TEXT, "eih-responder"), what="the experiment")
     _click(browser, exp_link[0])
 
