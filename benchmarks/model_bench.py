@@ -11,6 +11,7 @@ score 20,000 fresh simulated people and check, against the truth:
   with the median width beside the oracle's own narrowest honest interval width.
 
     python benchmarks/model_bench.py --seeds 7 11 23 42 [--n 20000] [--model distributional]
+        [--monotone off|on|both]
 
 The aims (issue 14): oracle_capture >= 0.95, AUROC >= 0.98 x the oracle's, ECE <= 0.02,
 high-load fibromyalgia within 0.02 of the oracle with slope 0.85-1.15, top P(no change)
@@ -78,18 +79,18 @@ def _fresh_checks(pred, n: int, seed: int) -> dict:
     return out
 
 
-def run(seed: int, n: int, model: str) -> dict:
+def run(seed: int, n: int, model: str, monotone: bool = False) -> dict:
     from training import steps
     from training.config import TrainConfig
 
     valid, y, oP, _ = _cohort(n, seed)
-    cfg = TrainConfig(model=model)
+    cfg = TrainConfig(model=model, monotone=monotone)
     t0 = time.perf_counter()
     prep = steps.prepare(valid, y, cfg, seed)
     trained = steps.run_steps(prep, cfg, seed, oP)
     m = trained.evaluation.metrics
-    row = {"seed": seed, "train_s": time.perf_counter() - t0, "depth": trained.search.chosen.params["max_depth"],
-           "rounds": trained.search.chosen.n_rounds, **{k: m[k] for k in (
+    row = {"seed": seed, "monotone": monotone, "train_s": time.perf_counter() - t0,
+           "depth": trained.search.chosen.params["max_depth"], "rounds": trained.search.chosen.n_rounds, **{k: m[k] for k in (
                "oracle_capture", "auroc_ratio_to_oracle", "test_ece", "test_log_loss", "oracle_test_log_loss")}}
     row.update(_fresh_checks(trained.predictor, n, seed))
     return row
@@ -100,19 +101,36 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[7, 11, 23, 42])
     ap.add_argument("--n", type=int, default=20000)
     ap.add_argument("--model", default="distributional")
+    ap.add_argument("--monotone", choices=("off", "on", "both"), default="off",
+                    help="train with the literature's monotone directions (training.tune.MONOTONE), without, or both")
     args = ap.parse_args()
     rows = []
+    modes = {"off": (False,), "on": (True,), "both": (False, True)}[args.monotone]
     for seed in args.seeds:
-        rows.append(run(seed, args.n, args.model))
-        print(pd.DataFrame(rows[-1:]).round(4).to_string(index=False), flush=True)
+        for mono in modes:
+            rows.append(run(seed, args.n, args.model, mono))
+            print(pd.DataFrame(rows[-1:]).round(4).to_string(index=False), flush=True)
     table = pd.DataFrame(rows)
     pd.set_option("display.width", 250)
     print("\n" + table.round(4).to_string(index=False))
-    print(f"\ncapture min {table.oracle_capture.min():.3f} (aim >= 0.95); AUROC ratio min "
+    for mono, t in table.groupby("monotone"):
+        print(f"\nmonotone={mono}:")
+        _aims(t)
+
+
+def _aims(table: pd.DataFrame) -> None:
+    print(f"capture min {table.oracle_capture.min():.3f} (aim >= 0.95); AUROC ratio min "
           f"{table.auroc_ratio_to_oracle.min():.3f} (>= 0.98); ECE max {table.test_ece.max():.3f} (<= 0.02); high-load "
           f"|pred - oracle| max {(table.fresh_high_load_pred - table.fresh_high_load_oracle).abs().max():.3f} (<= 0.02),"
           f" slope {table.fresh_high_load_slope.min():.2f}-{table.fresh_high_load_slope.max():.2f} (0.85-1.15);"
           f" P(no change) p99 gap max {(table.fresh_pnc_p99 - table.oracle_pnc_p99).abs().max():.3f} (<= 0.02)")
+    for level in ("80", "90"):
+        if f"cov{level}" in table:
+            gap = (table[f"cov{level}"] - int(level) / 100).abs().max()
+            print(f"{level} % intervals: coverage {table[f'cov{level}'].min():.3f}-{table[f'cov{level}'].max():.3f} "
+                  f"(|gap| max {gap:.3f}, aim <= 0.02), worst condition gap {table[f'cov{level}_worst_condition_gap'].max():.3f}"
+                  f" (<= 0.03); median width {table[f'width{level}'].median():.1f} vs the oracle's "
+                  f"{table[f'oracle_width{level}'].median():.1f} points")
 
 
 if __name__ == "__main__":

@@ -83,3 +83,29 @@ def test_the_distributional_model_gives_each_person_a_spread(cohort):
     assert sd.min() > 3 and sd.max() < 80 and sd.std() > 0  # per person, in %-points
     assert np.allclose(pred.proba(ex.margins), pred.predict_proba(valid.iloc[:200]), atol=1e-6)
     assert ex.reasons().shape == (200, 1, len(pred.fields))
+
+
+@pytest.mark.slow
+def test_monotone_option_makes_the_expected_change_follow_the_literature(cohort):
+    """With `monotone`, every person's expected change rises with CPM and PSEQ and falls with
+    PCS and CSI over each field's whole range (the spread booster stays free)."""
+    import json
+
+    from data_contracts.fields import BY_NAME
+    from training.tune import MONOTONE
+
+    valid, y, _ = cohort
+    cfg = TrainConfig(n_trials=1, cv_folds=3, bootstrap=20, max_rounds=150, monotone=True)
+    prep = steps.prepare(valid, y, cfg, seed=4)
+    pred = steps.run_steps(prep, cfg, 4).predictor
+    trained_with = json.loads(pred.boosters[0].save_config())["learner"]["gradient_booster"]["tree_train_param"]
+    signs = dict(zip(pred.fields, (int(v) for v in trained_with["monotone_constraints"].strip("()").split(","))))
+    assert {f: s for f, s in signs.items() if s} == MONOTONE
+    people = valid.iloc[:40].reset_index(drop=True)
+    for field, sign in MONOTONE.items():
+        f = BY_NAME[field]
+        changes = np.column_stack([pred.change_of(pred.margins(people.assign(**{field: v})))[0]
+                                   for v in np.linspace(f.min, f.max, 9)])
+        assert (np.diff(changes, axis=1) * sign >= -1e-4).all(), field
+        if field == "cpm_pct":  # the constraint binds a model that still learns the effect
+            assert (changes[:, -1] - changes[:, 0]).mean() > 1.0

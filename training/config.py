@@ -65,6 +65,11 @@ class TrainConfig:
     because the spread carries far less signal than the mean; rounds by early stopping."""
     calibration_min_gain: float = 0.0005
     """Apply the temperature/bias correction only if it lowers out-of-fold log-loss by at least this much."""
+    monotone: bool = False
+    """Constrain the expected change to move with the literature's firm directions
+    (`tune.MONOTONE`: up with CPM and self-efficacy, down with catastrophizing and central
+    sensitization) for every person and protocol; the spread stays free. Off by default:
+    `benchmarks/model_bench.py --monotone` measures it against the free model."""
     bootstrap: int = 200
     risk_moderate: float = 0.20
     risk_high: float = 0.35

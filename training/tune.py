@@ -58,12 +58,27 @@ def explain_cost(params: dict, n_rounds: int, n_outputs: int) -> float:
     return float(n_rounds * n_outputs * (2**d) * d * d)
 
 
+MONOTONE: dict[str, int] = {"cpm_pct": 1, "pseq_total": 1, "pcs_total": -1, "csi_score": -1}
+"""Firm directions of the expected PPT change (docs/science.md): more efficient CPM and higher
+self-efficacy go with more hypoalgesia, more catastrophizing and central sensitization with less.
+The simulator's truth moves this way for every person (tests/test_training_e2e.py checks it)."""
+
+
+def monotone_constraints(cfg: TrainConfig) -> dict[str, int]:
+    """XGBoost's `monotone_constraints` by feature name for the expected-change booster ({} when off)."""
+    if not (cfg.monotone and cfg.ordinal):
+        return {}
+    return {f: s for f, s in MONOTONE.items() if f in cfg.predictors}
+
+
 def base_params(cfg: TrainConfig, seed: int) -> dict:
     """The XGBoost parameters every trial shares: hist trees, native categorical splits, the
     objective of the model kind, and no default eval metric (trials are scored by `cv_metric`)."""
     common = {"tree_method": "hist", "max_cat_to_onehot": 1, "nthread": cfg.nthread, "seed": seed}
     if cfg.ordinal:
-        return {**common, "objective": "reg:squarederror", "disable_default_eval_metric": 1}
+        mono = monotone_constraints(cfg)
+        return {**common, "objective": "reg:squarederror", "disable_default_eval_metric": 1,
+                **({"monotone_constraints": mono} if mono else {})}
     return {**common, "objective": "multi:softprob", "num_class": K, "disable_default_eval_metric": 1}
 
 
