@@ -139,7 +139,7 @@ def end_to_end(data: Path, out: Path, explain: str, chunk_rows: int, env: dict, 
 
 
 class Raw:
-    """The model's own booster on the same rows, in this process (all cores). A fresh
+    """The model's own boosters on the same rows, in this process (all cores). A fresh
     DMatrix for every call (built outside the timing): XGBoost caches the predictions
     of a DMatrix it has seen, which would time a cache lookup instead of the trees."""
 
@@ -163,21 +163,23 @@ class Raw:
         dms = [self.predictor._dmatrix(self.X.iloc[i:i + step]) for i in range(0, self.n, step)]
         t = time.perf_counter()
         for dm in dms:
-            out = self.predictor.booster.predict(dm, pred_contribs=contribs)
-            del out
+            for booster in self.predictor.boosters:  # the expected change and, if any, the spread
+                out = booster.predict(dm, pred_contribs=contribs)
+                del out
         return time.perf_counter() - t
 
     def tables(self, chunk: int) -> float | None:
         """Seconds of the service's own explainer (model_runtime/shap_tables.py) over all rows in
         chunks, matrices built outside the timing; None if the model's trees are not tabulated."""
-        tables = self.predictor.shap_tables()
+        tables = self.predictor.all_tables()
         if tables is None:
             return None
         mats = [self.predictor.frame_matrix(self.X.iloc[i:i + chunk]) for i in range(0, self.n, chunk)]
         t = time.perf_counter()
         for m in mats:
-            out = tables.contributions(m)
-            del out
+            for table in tables:
+                out = table.contributions(m)
+                del out
         return time.perf_counter() - t
 
     def none(self, chunk: int | None = None) -> float:

@@ -42,14 +42,16 @@ BIN = Path(sys.executable).parent
 
 # ---- the floor: a bare ASGI app on uvicorn ----------------------------------------------------
 def floor_app(model_uri: str):
-    """Parse JSON, build the feature row, one TreeSHAP call, the link; nothing else."""
+    """Parse JSON, build the feature row, one TreeSHAP call per booster, the link; nothing else."""
+    import numpy as np
     import xgboost as xgb
 
     from model_runtime.loading import load_model
 
     predictor = load_model(model_uri).predictor
     predictor.set_threads(1)
-    booster, fields, types = predictor.booster, list(predictor.fields), predictor._feature_types()
+    boosters, fields = predictor.boosters, list(predictor.fields)
+    types = list(predictor.booster.feature_types)
 
     async def app(scope, receive, send):
         if scope["type"] == "lifespan":
@@ -70,9 +72,10 @@ def floor_app(model_uri: str):
             records = json.loads(body)["records"]
             X = predictor.matrix(records)
             dm = xgb.DMatrix(X, feature_names=fields, feature_types=types, enable_categorical=True, nthread=1)
-            contrib = booster.predict(dm, pred_contribs=True)
-            contrib = contrib.reshape(len(records), -1, contrib.shape[-1])  # (n, outputs, fields + bias)
-            p = predictor.proba(contrib.sum(axis=2))  # the model's link (softmax or ordinal), no calibration
+            # every booster's TreeSHAP (the expected change and, for the distributional model, the spread)
+            contrib = np.concatenate([c.reshape(len(records), -1, c.shape[-1]) for c in (
+                b.predict(dm, pred_contribs=True) for b in boosters)], axis=1)  # (n, outputs, fields + bias)
+            p = predictor.proba(predictor.meta.calibration.apply(contrib.sum(axis=2)))  # the model's calibrated link
             out = json.dumps({"probabilities": p.tolist(), "contributions": contrib[:, :, :-1].tolist()}).encode()
         else:
             out = b"{}"
@@ -349,8 +352,10 @@ def render(results: dict, args, uri: str, load_before, load_after, shape: dict) 
 def _shape_text(shape: dict) -> str:
     if not shape.get("n_rounds"):
         return ""
+    spread = (f" + a spread booster of {shape['spread_n_rounds']} rounds, depth {shape.get('spread_max_depth')}"
+              if shape.get("spread_n_rounds") else "")
     return (f" (version {shape.get('version')}: {shape['n_rounds']} rounds x {shape.get('n_outputs', 3)} outputs, "
-            f"depth {shape.get('max_depth')})")
+            f"depth {shape.get('max_depth')}{spread})")
 
 
 def write_section(table: str) -> None:

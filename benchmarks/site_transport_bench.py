@@ -10,7 +10,8 @@ held-out people of the training sites and every person of the new site, and prin
 site: people, mean predicted vs observed P(hyperalgesia) and P(hypoalgesia)
 (calibration in the large), ECE, log-loss against the truth at that site, and the PSI of
 the inputs against the model's training reference (the numbers `eih score`'s drift report
-shows; PSI >= 0.2 is flagged there).
+shows; PSI >= 0.2 is flagged there), and the coverage of the 80 % and 90 % prediction
+intervals (`eih evaluate` flags a site more than 5 points off nominal).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ def main() -> None:
     from simulation import simulate
     from training import metrics, steps
     from training.config import TrainConfig
+    from training.external import coverage_figures, inside_intervals
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=18000)
@@ -57,9 +59,11 @@ def main() -> None:
         P = pred.predict_proba(d)
         X = pred.transform(d)
         drift = {f: psi(pred.reference[f], X[f]) for f in ("ppt_baseline_kpa", "cpm_pct", "age_years")}
+        cover = coverage_figures(inside_intervals(pred, d))
         rows.append({"people": name, "n": len(idx), "pred_hyper": P[:, 2].mean(), "obs_hyper": np.mean(y[idx] == 2),
                      "pred_hypo": P[:, 0].mean(), "obs_hypo": np.mean(y[idx] == 0), "ece": metrics.ece(y[idx], P),
                      "log_loss": metrics.log_loss(y[idx], P), "truth_log_loss": metrics.log_loss(y[idx], oP[idx]),
+                     **{k.replace("interval", "cov").replace("_coverage", ""): v for k, v in cover.items()},
                      **{f"psi_{k}": v for k, v in drift.items()}})
     pd.set_option("display.width", 250)
     print(pd.DataFrame(rows).round(3).to_string(index=False))

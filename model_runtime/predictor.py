@@ -173,7 +173,7 @@ class EIHPredictor:
         return self.proba(self.margins(df))
 
     # ---- explanation -------------------------------------------------------------
-    def _all_tables(self) -> list[ShapTables] | None:
+    def all_tables(self) -> list[ShapTables] | None:
         """One table explainer per booster (built once), or None if any booster's trees are too deep."""
         if self._tables is False:
             built = [ShapTables.build(b, self._feature_types, self.builder.n_categories()) for b in self.boosters]
@@ -182,7 +182,7 @@ class EIHPredictor:
 
     def shap_tables(self) -> ShapTables | None:
         """The table explainer of the first booster, or None when the model is explained by XGBoost."""
-        tables = self._all_tables()
+        tables = self.all_tables()
         return tables[0] if tables else None
 
     @staticmethod
@@ -197,7 +197,7 @@ class EIHPredictor:
 
     def explain_features(self, X: pd.DataFrame) -> Explanation:
         """`explain` for a feature frame built by `transform` (the batch scorer transforms once)."""
-        tables = self._all_tables()
+        tables = self.all_tables()
         if tables is not None:
             M = self.builder.from_frame(X)
             return self._explanation(self._stack_contrib([t.contributions(M) for t in tables]))
@@ -213,7 +213,7 @@ class EIHPredictor:
         """`explain` for a model matrix (same values, without pandas)."""
         if X.ndim != 2 or X.shape[1] != len(self.fields):
             raise ValueError("feature matrix does not have one column per model field")
-        tables = self._all_tables()
+        tables = self.all_tables()
         if tables is not None:
             return self._explanation(self._stack_contrib([t.contributions(X) for t in tables]))
         dm = xgb.DMatrix(X, feature_names=list(self.fields), feature_types=self._feature_types,

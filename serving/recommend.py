@@ -6,7 +6,8 @@ range, the ranges over which protocols are assigned in the simulator that trains
 checks the models (simulation/params.py, INTENSITY_RANGE and DURATION_RANGE; this layer
 may not import the simulator, so the numbers are copied here and
 tests/test_recommend.py asserts that the copies agree), all inside the contract's ranges
-(intensity 10-100 %, duration 1-120 min):
+(intensity 10-100 %, duration 1-120 min); the grid itself is data of the model runtime
+(`model_runtime/protocol_grid.py`), which training also reads:
 
 | modality | intensity (unit) | duration (min) | protocols |
 |---|---|---|---|
@@ -22,8 +23,11 @@ Outside these ranges a model trained on such data extrapolates.
 
 Scoring. A person's model-matrix row is repeated once per protocol and only the protocol
 columns (and the derived dose, computed once per grid protocol) differ, so a person's
-whole grid is one `inplace_predict` per booster. Ranking is by benefit, then by lower
-P(hyperalgesia), then by grid order (lower intensity, shorter bout first).
+whole grid is one `inplace_predict` per booster. Ranking is by the pooled benefit
+(`model_runtime/protocol_grid.py`: the person's own level and their pain condition's
+profile over the grid, plus their personal deviation shrunk by the factor estimated in
+training), then by lower P(hyperalgesia), then by grid order (lower intensity, shorter bout
+first). The probabilities and benefit reported for a protocol are the model's own.
 
 Constraints: modalities, a maximum intensity and duration (on the protocol), and a ceiling
 on the predicted P(hyperalgesia) (on the person and protocol). A protocol outside them is
@@ -47,19 +51,19 @@ import numpy as np
 
 from data_contracts.fields import BY_NAME, RESPONSES
 from features.derived import DERIVED
+from model_runtime.protocol_grid import (  # noqa: F401 - the grid's names are part of this module's interface
+    DURATION_STEP,
+    INTENSITY_STEP,
+    MODALITIES,
+    PROTOCOL_FIELDS,
+    PROTOCOL_RANGES,
+    Grid,
+    default_grid,
+    pooled_scores,
+    profiles_over,
+    steps,
+)
 
-PROTOCOL_FIELDS = ("exercise_modality", "exercise_intensity_pct", "exercise_duration_min")
-MODALITIES: tuple[str, ...] = BY_NAME["exercise_modality"].categories
-PROTOCOL_RANGES: dict[str, tuple[tuple[float, float], tuple[float, float]]] = {
-    # modality: ((intensity low, high), (duration low, high)), from simulation/params.py
-    "aerobic": ((45, 95), (5, 45)),
-    "isometric": ((20, 80), (1, 10)),
-    "dynamic_resistance": ((30, 85), (5, 30)),
-    "hiit": ((80, 100), (10, 30)),
-    "mind_body": ((35, 65), (10, 60)),
-}
-INTENSITY_STEP = 5.0
-DURATION_STEP = 5.0
 PRIOR_MODALITIES = {
     "hiit": "HIIT has almost no acute EIH data: its predicted effect rests on priors, not on measurements",
     "mind_body": "mind-body exercise (yoga, tai chi) has almost no acute EIH data: its predicted effect rests on "
@@ -72,49 +76,6 @@ TIE_DECIMALS = 9
 
 class PrescriptionRefused(ValueError):
     """The model cannot choose a protocol (it reads an after-bout field, or no protocol)."""
-
-
-def steps(lo: float, hi: float, step: float) -> np.ndarray:
-    """`lo`, then every multiple of `step` above it up to `hi`."""
-    first = np.ceil(lo / step) * step
-    vals = np.arange(first, hi + 1e-9, step)
-    return np.unique(np.concatenate([[float(lo)], vals]))
-
-
-@dataclass(frozen=True)
-class Grid:
-    """The protocols scored for every person, in grid order."""
-
-    modality: np.ndarray  # (G,) modality names
-    intensity: np.ndarray  # (G,) %
-    duration: np.ndarray  # (G,) minutes
-
-    def __len__(self) -> int:
-        return len(self.modality)
-
-    def codes(self) -> np.ndarray:
-        """Each protocol's modality as its position in the contract's category list."""
-        return np.asarray([MODALITIES.index(m) for m in self.modality], dtype="float64")
-
-    def protocol(self, g: int) -> dict:
-        """Protocol `g` as contract fields."""
-        return {"exercise_modality": str(self.modality[g]), "exercise_intensity_pct": float(self.intensity[g]),
-                "exercise_duration_min": float(self.duration[g])}
-
-
-def default_grid(modalities: tuple[str, ...] | None = None) -> Grid:
-    """The grid of the module docstring (only `modalities` when given)."""
-    mods, ints, durs = [], [], []
-    for m in MODALITIES:
-        if modalities is not None and m not in modalities:
-            continue
-        (ilo, ihi), (dlo, dhi) = PROTOCOL_RANGES[m]
-        for i in steps(ilo, ihi, INTENSITY_STEP):
-            for d in steps(dlo, dhi, DURATION_STEP):
-                mods.append(m)
-                ints.append(i)
-                durs.append(d)
-    return Grid(np.asarray(mods, dtype=object), np.asarray(ints, dtype="float64"), np.asarray(durs, dtype="float64"))
 
 
 @dataclass(frozen=True)
@@ -213,6 +174,9 @@ class GridScorer:
             self._derive(one, j)
         self.cols = self.proto_cols + [j for j in self.derived_cols if j not in self._per_row]
         self.values = one[:, self.cols]  # (G, protocol + derived columns)
+        pooling = p.meta.extra.get("pooling") or {}
+        self.shrinkage = float(pooling.get("shrinkage", 1.0))
+        self.profiles = profiles_over(pooling, self.grid.keys())  # centred once per grid, not per request
 
     def _derive(self, M: np.ndarray, j: int) -> None:
         spec = DERIVED[self.predictor.fields[j]]
@@ -241,19 +205,34 @@ class GridScorer:
         P = self.predictor.proba(self.margins(M))
         return P.reshape(len(X), len(self.grid), 3)
 
+    def conditions(self, X: np.ndarray) -> list[str | None]:
+        """Each model-matrix row's pain condition by name (None when missing)."""
+        p = self.predictor
+        if "pain_condition" not in p.fields:
+            return [None] * len(X)
+        names = p.builder.categories["pain_condition"]
+        return [names[int(c)] if c == c else None for c in X[:, p.fields.index("pain_condition")]]
+
+    def ranking_score(self, X: np.ndarray, P: np.ndarray) -> np.ndarray:
+        """(n, G) what protocols are ranked by: the benefit pooled toward the person's pain
+        condition by the model's `pooling` (model_runtime/protocol_grid.py); the model's own
+        benefit for a model trained without it."""
+        return pooled_scores(benefit(P), self.conditions(X), self.shrinkage, self.profiles)
+
 
 def benefit(P: np.ndarray) -> np.ndarray:
     """Expected benefit P(hypoalgesia) - P(hyperalgesia) of probabilities (..., 3)."""
     return P[..., HYPO] - P[..., HYPER]
 
 
-def rank(P: np.ndarray, allowed: np.ndarray, top: int | None) -> list[np.ndarray]:
+def rank(P: np.ndarray, allowed: np.ndarray, top: int | None, score: np.ndarray | None = None) -> list[np.ndarray]:
     """Per person, the allowed grid positions best first (at most `top`; None: all allowed).
 
-    Order: higher benefit, then lower P(hyperalgesia), then grid order (lower intensity, shorter
-    bout), comparing probabilities to `TIE_DECIMALS` decimals so that float rounding never
-    decides between protocols the model scores alike."""
-    b = np.round(benefit(P), TIE_DECIMALS)
+    Order: higher ranking score (`GridScorer.ranking_score`; default the benefit), then lower
+    P(hyperalgesia), then grid order (lower intensity, shorter bout), comparing to
+    `TIE_DECIMALS` decimals so that float rounding never decides between protocols the model
+    scores alike."""
+    b = np.round(benefit(P) if score is None else score, TIE_DECIMALS)
     hyper = np.round(P[..., HYPER], TIE_DECIMALS)
     out = []
     for i in range(len(b)):

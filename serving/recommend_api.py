@@ -198,6 +198,9 @@ class ProtocolScore(BaseModel):
     protocol: Protocol
     probabilities: dict[str, float] = PydanticField(description="hypoalgesia, no_change, hyperalgesia")
     benefit: float = PydanticField(description="P(hypoalgesia) - P(hyperalgesia)")
+    ranking_benefit: float | None = PydanticField(
+        None, description="what the protocols are ranked by: the benefit pooled toward the person's pain condition "
+                          "(the personal part shrunk by the factor estimated in training); null for the current protocol")
     hyperalgesia_risk: Literal["low", "moderate", "high"]
     why: list[dict] = PydanticField(description="contributions of the protocol fields (and the derived dose) to the "
                                     "expected change, as in /predict's top_contributions")

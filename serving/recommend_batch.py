@@ -12,7 +12,7 @@ constraints, vectorized.
 
 Output, in input order: one row per person and rank (`subject_id, rank,
 exercise_modality, exercise_intensity_pct, exercise_duration_min, p_hypoalgesia,
-p_no_change, p_hyperalgesia, benefit, warnings`); `top=None` lists every grid protocol
+p_no_change, p_hyperalgesia, benefit, ranking_benefit, warnings`); `top=None` lists every grid protocol
 within the constraints, best first, so anyone can audit the ranking. A person for whom
 no protocol meets the constraints gets one row with an empty rank and protocol. Files
 are written as `NAME.partial` and renamed when complete; the job is one MLflow run
@@ -42,7 +42,7 @@ OUTPUT_SCHEMA = pa.schema([
     pa.field("exercise_modality", pa.string()), pa.field("exercise_intensity_pct", pa.float64()),
     pa.field("exercise_duration_min", pa.float64()),
     *[pa.field(f"p_{r}", pa.float64()) for r in RESPONSES],
-    pa.field("benefit", pa.float64()), pa.field("warnings", pa.string()),
+    pa.field("benefit", pa.float64()), pa.field("ranking_benefit", pa.float64()), pa.field("warnings", pa.string()),
 ])
 
 
@@ -134,11 +134,13 @@ def with_placeholder(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def ranked(P: np.ndarray, allowed: np.ndarray, top: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Vectorized ranking: (person index, rank from 1, grid index) of every output row, people
-    in order and ranks ascending; a person with nothing allowed gets rank 0 and grid index -1."""
+def ranked(P: np.ndarray, allowed: np.ndarray, top: int | None,
+           score: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Vectorized ranking by `score` (default the benefit; as `serving.recommend.rank`): (person
+    index, rank from 1, grid index) of every output row, people in order and ranks ascending;
+    a person with nothing allowed gets rank 0 and grid index -1."""
     n, G = allowed.shape
-    b = np.where(allowed, np.round(benefit(P), TIE_DECIMALS), -np.inf)
+    b = np.where(allowed, np.round(benefit(P) if score is None else score, TIE_DECIMALS), -np.inf)
     grid_order = np.broadcast_to(np.arange(G), (n, G))
     order = np.lexsort((grid_order, np.round(P[..., HYPER], TIE_DECIMALS), -b), axis=-1)
     k = allowed.sum(axis=1)
@@ -177,10 +179,12 @@ def chunk_table(gs: GridScorer, ids: pd.Series, X: np.ndarray, P: np.ndarray, op
                 proto_warn: np.ndarray) -> tuple[pa.Table, np.ndarray, np.ndarray]:
     """The output rows of one chunk, with each row's person index and grid index (-1: none)."""
     allowed = options.constraints.mask(gs.grid, P[..., HYPER])
-    person, r, g = ranked(P, allowed, options.top)
+    score = gs.ranking_score(X, P)
+    person, r, g = ranked(P, allowed, options.top, score)
     has = g >= 0
     gi = np.where(has, g, 0)
     probs = np.where(has[:, None], P[person, gi], np.nan)
+    ranking = np.where(has, score[person, gi], np.nan)
     person_warn = np.asarray(["; ".join(w) for w in gs.predictor.range_warnings_matrix(_no_protocol(X, gs.cols))],
                              dtype=object)
     warn = [_join(a, b) for a, b in zip(person_warn[person], proto_warn[g], strict=True)]
@@ -193,6 +197,7 @@ def chunk_table(gs: GridScorer, ids: pd.Series, X: np.ndarray, P: np.ndarray, op
         pa.array(np.where(has, grid.duration[gi], np.nan), pa.float64(), from_pandas=True),
         *[pa.array(probs[:, k], pa.float64(), from_pandas=True) for k in range(len(RESPONSES))],
         pa.array(probs[:, 0] - probs[:, HYPER], pa.float64(), from_pandas=True),
+        pa.array(ranking, pa.float64(), from_pandas=True),
         pa.array(warn, pa.string()),
     ]
     return pa.Table.from_arrays(cols, schema=OUTPUT_SCHEMA), r, g

@@ -45,7 +45,8 @@ def recommend(
     out: Path = typer.Option(..., "--out", help="Recommendations file (.csv or .parquet): one row per person and rank "
                                                 "(subject_id, rank, exercise_modality, exercise_intensity_pct, "
                                                 "exercise_duration_min, p_hypoalgesia, p_no_change, p_hyperalgesia, "
-                                                "benefit, warnings), in input order. Written as OUT.partial and "
+                                                "benefit, ranking_benefit, warnings), in input order. Written as "
+                                                "OUT.partial and "
                                                 "renamed only when complete."),
     top: str = typer.Option("3", "--top", help="Protocols per person: a number, or all (every grid protocol within "
                                                "the constraints, best first, to audit the ranking)."),
@@ -68,7 +69,10 @@ def recommend(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
 ) -> None:
     """Rank a grid of exercise protocols for every person of FILE by expected benefit,
-    P(hypoalgesia) - P(hyperalgesia), within the constraints.
+    P(hypoalgesia) - P(hyperalgesia), within the constraints. The ranking reads the benefit
+    pooled toward the person's pain condition (ranking_benefit: the personal part shrunk by
+    the factor the model estimated in training, so noise in the trees does not pick the
+    protocol); benefit is the model's own for this person.
 
     The grid: every allowed modality x intensity in 5-point steps x duration in 5-minute
     steps over each modality's sensible range (312 protocols; serving/README.md lists the

@@ -37,20 +37,22 @@ class Recommender:
 
     def run(self, jobs: list[RecommendJob]) -> list[bytes]:
         """One JSON body per job: every person's grid scored in one call, then ranked."""
-        from serving.recommend import HYPER, rank
+        from serving.recommend import HYPER, benefit, rank
 
         p = self.predictor
         X = p.matrix([job.record for job in jobs])
         P = self.scorer.score(X)
+        score = self.scorer.ranking_score(X, P)
         out = []
         for i, job in enumerate(jobs):
             allowed = job.constraints.mask(self.grid, P[i:i + 1, :, HYPER])
-            order = rank(P[i:i + 1], allowed, None)[0]
-            out.append(dumps(self._answer(job, X[i:i + 1], P[i], order)))
+            order = rank(P[i:i + 1], allowed, None, score[i:i + 1])[0]
+            out.append(dumps(self._answer(job, X[i:i + 1], P[i], order, score[i] - benefit(P[i]))))
         return out
 
-    def _answer(self, job: RecommendJob, x, P, order) -> dict:
-        """The body for one person: the top protocols (exact numbers), the current one, notes."""
+    def _answer(self, job: RecommendJob, x, P, order, pooling_shift) -> dict:
+        """The body for one person: the top protocols (exact numbers), the current one, notes.
+        `pooling_shift` (G,): ranking score - benefit of each grid protocol."""
         from serving.recommend import benefit
 
         p, c = self.predictor, job.constraints
@@ -63,6 +65,8 @@ class Recommender:
         if job.current:
             protocols.append({f: job.record[f] for f in PROTOCOL_FIELDS})
         items = self._items(job.record, rows, protocols)
+        for item, g in zip(items, cand, strict=False):  # the current protocol (last, if any) has no grid place
+            item["ranking_benefit"] = item["benefit"] + float(pooling_shift[g])
         person_warn = set(p.range_warnings_matrix(_without_protocol(x, self.scorer.proto_cols))[0])
         for item in items:
             item["warnings"] = [w for w in item["warnings"] if w not in person_warn]
@@ -82,6 +86,7 @@ class Recommender:
             body["no_recommendation"] = self._none_text(c, P)
         if current is not None:
             b = current["benefit"]
+            current["ranking_benefit"] = None
             current["meets_constraints"] = _meets(c, job.record, current["probabilities"]["hyperalgesia"])
             current["protocols_with_more_benefit"] = int((benefit(P)[order] > b).sum())
             current["benefit_gap_to_best"] = (top[0]["benefit"] - b) if top else None
@@ -133,7 +138,7 @@ class Recommender:
 
 def _order(item: dict) -> tuple[float, float]:
     """The ranking key of an item's exact numbers (as `serving.recommend.rank`)."""
-    return (-round(item["benefit"], TIE_DECIMALS), round(item["probabilities"]["hyperalgesia"], TIE_DECIMALS))
+    return (-round(item["ranking_benefit"], TIE_DECIMALS), round(item["probabilities"]["hyperalgesia"], TIE_DECIMALS))
 
 
 def _without_protocol(x: np.ndarray, cols: list[int]) -> np.ndarray:

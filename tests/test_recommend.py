@@ -156,7 +156,12 @@ def test_recommendations_carry_the_numbers_predict_gives(loaded, recommender):
         assert r["benefit"] == pytest.approx(r["probabilities"]["hypoalgesia"] - r["probabilities"]["hyperalgesia"])
         assert {w["field"] for w in r["why"]} <= set(PROTOCOL_FIELDS) | {"exercise_dose_vs_threshold"}
         assert r["protocol"]["exercise_modality"] in ("aerobic", "isometric")
-    assert np.all(np.diff(np.round([r["benefit"] for r in top], 9)) <= 0)  # ties: lower risk, then grid order
+    # ranked by the pooled benefit (ties: lower risk, then grid order), which the model's pooling defines
+    assert np.all(np.diff(np.round([r["ranking_benefit"] for r in top], 9)) <= 0)
+    pooling = loaded.predictor.meta.extra["pooling"]
+    assert 0.0 <= pooling["shrinkage"] <= 1.0
+    assert set(pooling["profiles"]) <= set(BY_NAME["pain_condition"].categories) and len(pooling["profiles"]) >= 4
+    assert all(len(v) == 312 for v in pooling["profiles"].values())
     assert body["causal"]["protocols"] == "randomized" and body["causal"]["causal"] is True
     assert body["current"] is None and body["no_recommendation"] is None
 
@@ -222,15 +227,46 @@ def test_vectorized_ranking_keeps_the_constraints_and_the_order(data):
     P = raw.reshape(n, G, 3) / raw.reshape(n, G, 3).sum(axis=2, keepdims=True)
     allowed = np.asarray(data.draw(st.lists(st.booleans(), min_size=n * G, max_size=n * G))).reshape(n, G)
     top = data.draw(st.one_of(st.none(), st.integers(1, 5)))
-    person, r, g = ranked(P, allowed, top)
-    loop = rank(P, allowed, top)
+    score = data.draw(st.one_of(st.none(), st.just(benefit(P) + np.linspace(0, 0.1, G)[None, :])))
+    person, r, g = ranked(P, allowed, top, score)
+    loop = rank(P, allowed, top, score)
+    key = benefit(P) if score is None else score
     for i in range(n):
         mine = g[(person == i) & (r > 0)]
         assert list(mine) == list(loop[i])
         assert allowed[i, mine].all()
         assert ((r[person == i] == 0).any()) == (len(loop[i]) == 0)
-        b = benefit(P[i, mine])
-        assert np.all(np.diff(np.round(b, 9)) <= 0)
+        assert np.all(np.diff(np.round(key[i, mine], 9)) <= 0)
+
+
+def test_pooling_keeps_level_and_profile_and_shrinks_the_personal_part():
+    """score = level + profile + shrinkage x deviation: 1 gives the model's benefit back, 0 gives
+    everyone of a condition the same order (the condition's profile), and people whose condition
+    has no profile keep their own benefit; the factor is 1 for agreeing halves, about 0 for noise."""
+    from model_runtime.protocol_grid import deviations, pooled_scores, profiles_over, shrinkage
+
+    rng = np.random.default_rng(0)
+    keys = ["a", "b", "c", "d"]
+    b = rng.normal(size=(6, 4))
+    cond = ["x", "x", "x", "y", "y", None]
+    pooling = {"profiles": {"x": dict(zip(keys, [0.1, 0.4, 0.2, 0.0])), "y": dict(zip(keys, [0.3, 0.0, 0.0, 0.1])),
+                            "z": {"a": 1.0}}}
+    prof = profiles_over(pooling, keys)
+    assert set(prof) == {"x", "y"}  # z does not cover the grid
+    np.testing.assert_allclose(pooled_scores(b, cond, 1.0, prof), b)
+    flat = pooled_scores(b, cond, 0.0, prof)
+    assert all(list(np.argsort(-flat[i])) == [1, 2, 0, 3] for i in range(3))
+    np.testing.assert_allclose(flat.mean(axis=1), b.mean(axis=1))  # each person's own level is kept
+    np.testing.assert_allclose(flat[5], b[5])  # no profile for an unknown condition
+    assert pooled_scores(b, cond, 0.3, {}) is b
+    signal = rng.normal(size=(400, 20))
+    groups = ["x"] * 400
+    same = deviations(signal, groups)
+    assert shrinkage(same, same) == pytest.approx(1.0)
+    noisy = [deviations(rng.normal(size=(400, 20)), groups) for _ in range(2)]
+    assert shrinkage(*noisy) < 0.1
+    half = [deviations(signal + rng.normal(size=(400, 20)), groups) for _ in range(2)]
+    assert 0.5 < shrinkage(*half) < 0.8  # signal 1, half-sample noise 1: 1 / (1 + 1/2) = 0.67
 
 
 # ---- the request gate ------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from eih.cli import app
 from serving.recommend import PROTOCOL_FIELDS, default_grid
 
 COLUMNS = ["subject_id", "rank", "exercise_modality", "exercise_intensity_pct", "exercise_duration_min",
-           "p_hypoalgesia", "p_no_change", "p_hyperalgesia", "benefit", "warnings"]
+           "p_hypoalgesia", "p_no_change", "p_hyperalgesia", "benefit", "ranking_benefit", "warnings"]
 
 
 def _run(cli_runner, *args):
@@ -55,7 +55,7 @@ def test_recommend_top3_counts_rejects_and_mlflow(cli_runner, trained_model, peo
     assert (got["p_hyperalgesia"] <= 0.25).all()
     np.testing.assert_allclose(got[[f"p_{r}" for r in RESPONSES]].sum(axis=1), 1.0, atol=1e-9)
     np.testing.assert_allclose(got["benefit"], got["p_hypoalgesia"] - got["p_hyperalgesia"], atol=1e-12)
-    assert (got.groupby("subject_id")["benefit"].apply(lambda b: np.all(np.diff(b.to_numpy()) <= 1e-12))).all()
+    assert (got.groupby("subject_id")["ranking_benefit"].apply(lambda b: np.all(np.diff(b.to_numpy()) <= 1e-12))).all()
     runs = MlflowClient().search_runs([MlflowClient().get_experiment_by_name("eih-recommend").experiment_id],
                                       max_results=1)
     run = runs[0]
@@ -76,8 +76,8 @@ def test_recommend_top_all_lists_every_protocol_within_the_constraints(cli_runne
     assert (rec.groupby("subject_id").size() == allowed).all()
     assert set(rec["exercise_modality"]) <= {"aerobic", "isometric"}
     assert rec["exercise_intensity_pct"].max() <= 70 and rec["exercise_duration_min"].max() <= 20
-    first = rec[rec["rank"] == 1].set_index("subject_id")["benefit"]
-    assert (rec.groupby("subject_id")["benefit"].max() == first).all()
+    first = rec[rec["rank"] == 1].set_index("subject_id")["ranking_benefit"]
+    assert (rec.groupby("subject_id")["ranking_benefit"].max() == first).all()
 
 
 def test_recommend_refusals_exit_2(cli_runner, trained_model, people_file, tmp_path, monkeypatch):

@@ -49,6 +49,23 @@ def test_evaluate_logs_a_run_with_intervals_groups_and_an_html_report(parent):
     assert "external_log_loss" in run.data.metrics and run.data.tags["kind"] == "external_validation"
     assert {a.path for a in MlflowClient().list_artifacts(run_id, "report")} >= {"report/external_validation.html"}
     assert "Per site and per pain condition" in (d / "ext.html").read_text()
+    # the intervals' coverage, overall and per group, with a flag wherever it is off nominal by > 5 points
+    assert 0.5 < overall["interval80_coverage"] < overall["interval90_coverage"] <= 1.0
+    assert {"interval80_coverage", "interval90_coverage"} <= set(groups.columns)
+    assert "external_interval90_coverage" in run.data.metrics
+
+
+def test_coverage_flags_name_the_group_and_level_off_nominal():
+    import pandas as pd
+
+    from training.external import coverage_flags
+
+    groups = pd.DataFrame([{"group": "site", "level": "site_02", "interval80_coverage": 0.71,
+                            "interval90_coverage": 0.86},
+                           {"group": "pain_condition", "level": "fibromyalgia", "interval80_coverage": 0.79,
+                            "interval90_coverage": 0.95}])
+    flags = coverage_flags({"interval80_coverage": 0.78, "interval90_coverage": 0.91}, groups)
+    assert flags == ["site site_02: the 80% intervals held 71% of measured changes (more than 5% off nominal)"]
 
 
 def test_score_on_a_file_with_outcomes_points_to_evaluate(parent):

@@ -48,8 +48,9 @@ def evaluate_file(data: str | Path, model: str | None = None, *, n_boot: int = 2
     data = Path(data)
     df, y = load_outcomes(data, loaded.predictor.threshold_pct)
     P = loaded.predictor.predict_proba(df)
-    overall = external.figures(y, P, n_boot, seed)
-    groups = external.by_group(df, y, P, n_boot, seed)
+    inside = external.inside_intervals(loaded.predictor, df)
+    overall = external.figures(y, P, n_boot, seed) | external.coverage_figures(inside)
+    groups = external.by_group(df, y, P, n_boot, seed, inside)
     exp_id = get_or_create_experiment(experiment)
     with mlflow.start_run(experiment_id=exp_id, run_name=f"evaluate-{data.stem}") as run, \
             tempfile.TemporaryDirectory() as tmp:
@@ -82,6 +83,7 @@ def evaluate_cmd(
 
     from data_contracts.validate import ContractFileError
     from model_runtime.loading import ModelNotAvailable
+    from training import external
 
     console = Console()
     try:
@@ -95,5 +97,10 @@ def evaluate_cmd(
                   f" macro AUROC {o['auroc_macro']:.3f}; calibration slope (hyperalgesia)"
                   f" {o['calibration_slope_hyperalgesia']:.2f}; in the large (hyperalgesia) {o['citl_hyperalgesia']:+.3f}",
                   highlight=False)
+    if "interval80_coverage" in o:
+        console.print(f"prediction intervals held {o['interval80_coverage']:.0%} (80 %) and "
+                      f"{o['interval90_coverage']:.0%} (90 %) of the measured changes", highlight=False)
+    for flag in external.coverage_flags(o, groups):
+        console.print(f"[yellow]flag:[/yellow] {flag}", highlight=False)
     console.print(f"{len(groups)} site/condition groups in the report; MLflow run {run_id}"
                   + (f"; report {out}" if out else ""), highlight=False)

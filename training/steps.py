@@ -27,6 +27,7 @@ from model_runtime.metadata import ModelMeta
 from model_runtime.predictor import EIHPredictor, Explanation
 from training import baselines, decision, metrics, tune
 from training.config import TrainConfig
+from training.pooling import fit_pooling
 from training.split import Split, cv_folds, holdout_split
 from training.subgroups import subgroup_calibration, subgroup_metrics
 from training.uncertainty import calibrate_uncertainty, interval_metrics, risk_band_metrics
@@ -181,6 +182,9 @@ def fit(prep: Prepared, chosen: tune.Trial, calib: Calibrated, cfg: TrainConfig,
     predictor = EIHPredictor(boosters, meta)
     if not reference:
         return predictor
+    pooling = fit_pooling(predictor, prep.X, prep.target, prep.df, tr, calib.params, calib.n_rounds, seed)
+    if pooling is not None:  # how /recommend ranks protocols (model_runtime/protocol_grid.py)
+        meta.extra["pooling"] = pooling
     # reference of the explanations, for the drift of explanations in batch scoring
     ref_ex = predictor.explain(prep.df.iloc[tr[: min(len(tr), 5000)]])
     meta.attribution_reference = {

@@ -1,0 +1,153 @@
+"""The grid of exercise protocols a prescription compares, and the pooled ranking score.
+
+The grid (its table and sources: serving/recommend.py, which scores it) is data: every
+modality x intensity x duration over each modality's sensible range. Training needs it
+to estimate the pooling below, serving to rank; so it lives in the runtime.
+
+Pooling. A model's benefit B(person, protocol) = P(hypoalgesia) - P(hyperalgesia) varies
+between protocols for two reasons: what the protocol does for people of this pain condition
+(the condition's profile over the grid), and what it does for this person beyond that (the
+personal deviation). The personal deviations of a tree model are mostly estimation noise:
+argmax over 312 protocols then picks noise (the optimizer's curse). The ranking score keeps
+the person's own level and the condition's profile and shrinks the personal deviation by
+the factor `shrinkage`, estimated at training time without outcomes or the truth: two
+models fitted on the two halves of the training split give each person's deviations twice,
+their covariance is the part both halves agree on (signal), the rest is noise, and the
+factor is signal / (signal + the noise of a model fitted on all of the data) (empirical
+Bayes, as in shrinking a reliability-weighted score).
+
+    score = level(person) + profile(condition) + shrinkage x deviation(person)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from data_contracts.fields import BY_NAME
+
+PROTOCOL_FIELDS = ("exercise_modality", "exercise_intensity_pct", "exercise_duration_min")
+MODALITIES: tuple[str, ...] = BY_NAME["exercise_modality"].categories
+PROTOCOL_RANGES: dict[str, tuple[tuple[float, float], tuple[float, float]]] = {
+    # modality: ((intensity low, high), (duration low, high)), from simulation/params.py
+    "aerobic": ((45, 95), (5, 45)),
+    "isometric": ((20, 80), (1, 10)),
+    "dynamic_resistance": ((30, 85), (5, 30)),
+    "hiit": ((80, 100), (10, 30)),
+    "mind_body": ((35, 65), (10, 60)),
+}
+INTENSITY_STEP = 5.0
+DURATION_STEP = 5.0
+
+
+def steps(lo: float, hi: float, step: float) -> np.ndarray:
+    """`lo`, then every multiple of `step` above it up to `hi`."""
+    first = np.ceil(lo / step) * step
+    vals = np.arange(first, hi + 1e-9, step)
+    return np.unique(np.concatenate([[float(lo)], vals]))
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The protocols scored for every person, in grid order."""
+
+    modality: np.ndarray  # (G,) modality names
+    intensity: np.ndarray  # (G,) %
+    duration: np.ndarray  # (G,) minutes
+
+    def __len__(self) -> int:
+        return len(self.modality)
+
+    def codes(self) -> np.ndarray:
+        """Each protocol's modality as its position in the contract's category list."""
+        return np.asarray([MODALITIES.index(m) for m in self.modality], dtype="float64")
+
+    def protocol(self, g: int) -> dict:
+        """Protocol `g` as contract fields."""
+        return {"exercise_modality": str(self.modality[g]), "exercise_intensity_pct": float(self.intensity[g]),
+                "exercise_duration_min": float(self.duration[g])}
+
+    def keys(self) -> list[str]:
+        """Each protocol's key in a pooling profile."""
+        return [protocol_key(m, i, d) for m, i, d in zip(self.modality, self.intensity, self.duration, strict=True)]
+
+
+def protocol_key(modality: str, intensity: float, duration: float) -> str:
+    """"modality|intensity|duration", the key of a protocol in a pooling profile."""
+    return f"{modality}|{float(intensity):g}|{float(duration):g}"
+
+
+def default_grid(modalities: tuple[str, ...] | None = None) -> Grid:
+    """The grid of serving/recommend.py's table (only `modalities` when given)."""
+    mods, ints, durs = [], [], []
+    for m in MODALITIES:
+        if modalities is not None and m not in modalities:
+            continue
+        (ilo, ihi), (dlo, dhi) = PROTOCOL_RANGES[m]
+        for i in steps(ilo, ihi, INTENSITY_STEP):
+            for d in steps(dlo, dhi, DURATION_STEP):
+                mods.append(m)
+                ints.append(i)
+                durs.append(d)
+    return Grid(np.asarray(mods, dtype=object), np.asarray(ints, dtype="float64"), np.asarray(durs, dtype="float64"))
+
+
+# ---- pooling -------------------------------------------------------------------------------
+def condition_profiles(b: np.ndarray, conditions: Sequence[str]) -> dict[str, np.ndarray]:
+    """{condition: (G,) mean benefit over its people} of a (people, G) benefit matrix."""
+    c = np.asarray(conditions, dtype=object)
+    return {str(k): b[c == k].mean(axis=0) for k in sorted(set(c))}
+
+
+def deviations(b: np.ndarray, conditions: Sequence[str]) -> np.ndarray:
+    """Each person's benefit over the grid minus their own mean, minus their condition's
+    profile (centred the same way): the personal part of the model's protocol differences."""
+    d = b - b.mean(axis=1, keepdims=True)
+    c = np.asarray(conditions, dtype=object)
+    for k in set(c):
+        m = c == k
+        d[m] -= d[m].mean(axis=0)
+    return d
+
+
+def shrinkage(dev_a: np.ndarray, dev_b: np.ndarray) -> float:
+    """The factor for a model fitted on all the data, from the deviations of two models fitted
+    on its two halves: signal = their covariance; a half's noise = its variance - signal; a
+    model on twice the data has half that noise. Clipped to [0, 1]."""
+    signal = float(np.mean(dev_a * dev_b))
+    half_noise = max(float(np.mean(dev_a * dev_a) + np.mean(dev_b * dev_b)) / 2 - signal, 0.0)
+    if signal <= 0:
+        return 0.0
+    return float(min(1.0, signal / (signal + half_noise / 2)))
+
+
+def profiles_over(pooling: Mapping | None, keys: Sequence[str]) -> dict[str, np.ndarray]:
+    """{condition: (G,) its profile over the protocols `keys`, centred}, for the conditions
+    whose profile covers every key ({} without pooling)."""
+    if not pooling:
+        return {}
+    out = {}
+    for name, profile in pooling["profiles"].items():
+        if all(k in profile for k in keys):
+            prof = np.asarray([profile[k] for k in keys], dtype="float64")
+            out[name] = prof - prof.mean()
+    return out
+
+
+def pooled_scores(b: np.ndarray, conditions: Sequence[str | None], lam: float,
+                  profiles: Mapping[str, np.ndarray]) -> np.ndarray:
+    """The ranking score (people, G) of benefits `b` (module docstring), with the factor `lam`
+    and the centred profiles of `profiles_over`. A person whose condition has no profile keeps
+    the model's own benefit."""
+    if not profiles:
+        return b
+    out = b.copy()
+    level = b.mean(axis=1)
+    cond = np.asarray([c if c is not None else "" for c in conditions], dtype=object)
+    for name, prof in profiles.items():
+        rows = np.flatnonzero(cond == name)
+        if len(rows):
+            out[rows] = level[rows, None] + prof[None, :] + lam * (b[rows] - level[rows, None] - prof[None, :])
+    return out
