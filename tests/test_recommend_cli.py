@@ -143,5 +143,7 @@ def test_train_records_how_protocols_were_assigned(cli_runner, trained_model, tm
     local = MlflowClient().download_artifacts(trained_model.result.run_id, "report/model_card.md", str(tmp_path))
     text = Path(local).read_text()
     assert "## Choosing a protocol" in text and "assigned independently of the person (randomized" in text
+    lam = load_model(trained_model.uri).predictor.meta.extra["pooling"]["shrinkage"]
+    assert f"personal part of the model's protocol differences is shrunk by {lam:.2f}" in text
     r = _run(cli_runner, "train", "--data", trained_model.cohort.path, "--protocols", "sometimes")
     assert r.exit_code == 2 and "protocols must be one of randomized, observational" in r.output

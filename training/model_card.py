@@ -260,6 +260,13 @@ def _prescription(meta) -> list[str]:
         return lines
     lines.append("The model reads only fields known before the bout, so it can score a grid of protocols for one "
                  "person and rank them by P(hypoalgesia) - P(hyperalgesia).")
+    pooling = meta.extra.get("pooling")
+    if pooling:
+        lines.append(f"The ranking pools each person toward their pain condition's profile over the grid: the personal "
+                     f"part of the model's protocol differences is shrunk by {pooling['shrinkage']:.2f}, the share two "
+                     f"models fitted on the two halves of the training split agree on (corrected to the full sample; "
+                     f"{pooling['reference_people']} training people over the grid). The rest is estimation noise, "
+                     "which the best of 312 protocols would otherwise select.")
     if protocols == "randomized":
         lines.append("Protocols in the training data were assigned independently of the person (randomized, as in "
                      "the simulator), so differences between protocols estimate what the protocol causes, within the "
