@@ -19,7 +19,8 @@ must. Benefit = P(hypoalgesia) - P(hyperalgesia).
 
 Printed:
 1. regret = the truth's benefit of the truth's best protocol minus the truth's benefit of
-   the recommended one (rank 1 of `eih recommend`), mean overall and by condition with a
+   the recommended one (rank 1 of `eih recommend`, by the pooled ranking score; beside it
+   the regret of ranking by the model's own benefit), mean overall and by condition with a
    bootstrap 95 % interval, how often the recommendation is the truth's best, and for
    scale the regret of one protocol for everyone (the one with the best mean truth);
 2. with --ceiling on the predicted P(hyperalgesia): the share of people whose recommended
@@ -68,7 +69,7 @@ def train_champion(workdir: Path, n: int, seed: int, n_trials: int) -> None:
     cohort.to_parquet(data, index=False)
     oracle.to_parquet(opath, index=False)
     t = time.perf_counter()
-    r = train(data, oracle=opath, cfg=load_config(None, n_trials=n_trials), seed=0, console=Console(quiet=True))
+    r = train(data, oracle=opath, cfg=load_config(None, n_trials=n_trials), seed=seed, console=Console(quiet=True))
     print(f"trained version {r.model_version} on {n} people in {time.perf_counter() - t:.0f} s "
           f"(test log-loss {r.metrics['test_log_loss']:.4f}, oracle capture {r.metrics.get('oracle_capture', float('nan')):.3f})")
 
@@ -91,37 +92,43 @@ def _ci(x: np.ndarray, seed: int = 0, n_boot: int = 2000) -> tuple[float, float]
     return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
 
 
-def regret_report(people: pd.DataFrame, T: np.ndarray, P: np.ndarray, grid) -> dict:
-    """Regret of rank 1 (no constraints), by condition, with the one-protocol baseline."""
+def regret_report(people: pd.DataFrame, T: np.ndarray, P: np.ndarray, grid, score: np.ndarray) -> dict:
+    """Regret of rank 1 (no constraints; ranked by `score`, the service's ranking score), by
+    condition, with the one-protocol baseline and the regret of ranking by the model's own
+    benefit without pooling."""
     from serving.recommend import benefit
     from serving.recommend_batch import ranked
 
     n = len(people)
     bo = benefit(T)
-    _, _, pick = ranked(P, np.ones(P.shape[:2], dtype=bool), 1)
+    _, _, pick = ranked(P, np.ones(P.shape[:2], dtype=bool), 1, score)
+    _, _, unpooled = ranked(P, np.ones(P.shape[:2], dtype=bool), 1)
     best = bo.max(axis=1)
     regret = best - bo[np.arange(n), pick]
+    regret_unpooled = best - bo[np.arange(n), unpooled]
     one = int(bo.mean(axis=0).argmax())
     cond = people["pain_condition"].astype(str).to_numpy()
     out = {"n": n, "regret": float(regret.mean()), "regret_ci": _ci(regret), "match_best": float(np.mean(
         np.isclose(bo[np.arange(n), pick], best, atol=1e-12))), "oracle_best_benefit": float(best.mean()),
         "recommended_true_benefit": float(bo[np.arange(n), pick].mean()),
-        "one_protocol": grid.protocol(one), "one_protocol_regret": float((best - bo[:, one]).mean()), "by_condition": {}}
+        "one_protocol": grid.protocol(one), "one_protocol_regret": float((best - bo[:, one]).mean()),
+        "unpooled_regret": float(regret_unpooled.mean()), "by_condition": {}}
     for c in sorted(set(cond)):
         m = cond == c
         out["by_condition"][c] = {"n": int(m.sum()), "regret": float(regret[m].mean()), "regret_ci": _ci(regret[m]),
-                                  "one_protocol_regret": float((best[m] - bo[m, one]).mean())}
+                                  "one_protocol_regret": float((best[m] - bo[m, one]).mean()),
+                                  "unpooled_regret": float(regret_unpooled[m].mean())}
     return out
 
 
-def ceiling_report(T: np.ndarray, P: np.ndarray, grid, ceiling: float) -> dict:
+def ceiling_report(T: np.ndarray, P: np.ndarray, grid, ceiling: float, score: np.ndarray) -> dict:
     """With a ceiling on the predicted P(hyperalgesia): how often the truth keeps it (+ 0.02)."""
     from serving.recommend import HYPER, Constraints
     from serving.recommend_batch import ranked
 
     c = Constraints(max_hyperalgesia=ceiling)
     allowed = c.mask(grid, P[..., HYPER])
-    person, r, g = ranked(P, allowed, 1)
+    person, r, g = ranked(P, allowed, 1, score)
     got = r == 1
     p_true = T[person[got], g[got], HYPER]
     broken = int((P[person[got], g[got], HYPER] > ceiling).sum())
@@ -278,9 +285,13 @@ def main() -> None:
     t = time.perf_counter()
     T = truth_over_grid(people, gs.grid)
     t_truth = time.perf_counter() - t
-    P = gs.score(lm.predictor.frame_matrix(lm.predictor.transform(people)))
+    X = lm.predictor.frame_matrix(lm.predictor.transform(people))
+    P = gs.score(X)
+    S = gs.ranking_score(X, P)
     results = {"model": lm.uri, "version": lm.version, "grid": len(gs.grid), "truth_s": t_truth,
-               "regret": regret_report(people, T, P, gs.grid), "ceiling": ceiling_report(T, P, gs.grid, args.ceiling),
+               "shrinkage": (lm.predictor.meta.extra.get("pooling") or {}).get("shrinkage"),
+               "regret": regret_report(people, T, P, gs.grid, S),
+               "ceiling": ceiling_report(T, P, gs.grid, args.ceiling, S),
                "direction": direction_report(lm, people, gs.grid),
                "http": http_report(lm.uri, people, args.requests, workdir),
                "throughput": throughput_report(lm, args.throughput_n, args.seed, workdir)}
@@ -294,12 +305,14 @@ def print_results(res: dict) -> None:
     lo, hi = r["regret_ci"]
     print(f"\n1. regret over {r['n']} fresh people, grid of {res['grid']} protocols (aim <= 0.015 overall, "
           f"<= 0.02 fibromyalgia)")
+    print(f"   ranking by the pooled benefit (shrinkage {res['shrinkage']}); by the model's own benefit: "
+          f"{r['unpooled_regret']:.4f} overall")
     print(f"   overall {r['regret']:.4f} (95 % CI {lo:.4f}-{hi:.4f}); recommendation = truth's best for "
           f"{r['match_best']:.0%}; truth's benefit: best {r['oracle_best_benefit']:.3f}, recommended "
           f"{r['recommended_true_benefit']:.3f}")
     for c, v in r["by_condition"].items():
         print(f"   {c:22s} n={v['n']:4d} regret {v['regret']:.4f} ({v['regret_ci'][0]:.4f}-{v['regret_ci'][1]:.4f}); "
-              f"one protocol for all {v['one_protocol_regret']:.4f}")
+              f"one protocol for all {v['one_protocol_regret']:.4f}; unpooled {v['unpooled_regret']:.4f}")
     print(f"   one protocol for everyone ({r['one_protocol']}): regret {r['one_protocol_regret']:.4f}")
     c = res["ceiling"]
     print(f"2. ceiling P(hyperalgesia) <= {c['ceiling']}: {c['with_recommendation']} of {c['people']} people get a "
