@@ -52,7 +52,7 @@ def train_case(n, seed, fresh, cfg):
     fv, fy, foP = fresh
     prior = np.bincount(y, minlength=3) / len(y)
     got = capture(fy, trained.predictor.predict_proba(fv), prior, foP)
-    base = baselines.fit_baselines(v, y, fv, seed, cfg.derived_features)
+    base = baselines.fit_baselines(v, y, fv, seed, cfg.derived_features, cfg.predictors)
     best = max(capture(fy, Q, prior, foP) for k, Q in base.items() if k != "null")
     return trained.predictor, trained.evaluation.metrics["oracle_capture"], got, best, time.perf_counter() - t0
 

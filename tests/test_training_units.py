@@ -201,6 +201,22 @@ def test_baseline_rules_give_probabilities():
         assert np.allclose(P.sum(axis=1), 1.0), name
 
 
+def test_logistic_baseline_reads_only_the_models_fields():
+    """With the default model's fields (measured before the bout) the baseline ignores
+    post-bout lactate; with every predictor it reads it."""
+    from data_contracts.fields import BEFORE_BOUT_PREDICTORS
+
+    df = _frame(300)
+    df["lactate_mmol_l"] = np.random.default_rng(1).uniform(1, 12, 300)
+    y = (df["lactate_mmol_l"].to_numpy() > 6).astype(int) * 2  # the outcome follows lactate alone
+    other = df.assign(lactate_mmol_l=df["lactate_mmol_l"].to_numpy()[::-1])
+    before = [baselines.fit_baselines(d.iloc[:200], y[:200], d.iloc[200:], predictors=BEFORE_BOUT_PREDICTORS)["logreg"]
+              for d in (df, other)]
+    np.testing.assert_allclose(before[0], before[1])  # other lactate values, the same fit
+    every = baselines.fit_baselines(df.iloc[:200], y[:200], df.iloc[200:])["logreg"]
+    assert np.abs(every - before[0]).max() > 0.1
+
+
 # ---- model runtime ---------------------------------------------------------------------------
 def _tiny_predictor(df: pd.DataFrame, contract_version: str = "1.0", temperature: float = 1.3) -> EIHPredictor:
     X = ContractFeatures().fit_transform(df)

@@ -1,7 +1,8 @@
 """Simple baselines, fitted on the training split and scored on the same test rows:
 
 - null: the training split's class frequencies, for everyone;
-- logreg: multinomial logistic regression on the same contract features;
+- logreg: multinomial logistic regression on the model's own contract fields (by default
+  only those measured before the bout) and derived features;
 - cpm_rule: class frequencies within CPM strata (impaired < 0 %, weak 0-20 %, efficient > 20 %);
 - psychosocial_rule: a STarT Back-style count of psychosocial risk items (PCS >= 30,
   TSK-17 >= 37, PSEQ < 20, HADS anxiety >= 8, HADS depression >= 8, pain NRS >= 7;
@@ -15,6 +16,7 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
+from data_contracts.fields import PREDICTORS
 from features.pipeline import ContractFeatures, LinearDesign
 
 K = 3
@@ -66,22 +68,22 @@ def rule_probs(strata_fn, train: pd.DataFrame, y_train: np.ndarray, test: pd.Dat
     return table[strata_fn(test)]
 
 
-def logreg_model(seed: int = 0, derived: tuple[str, ...] = ()):
-    """The unfitted logistic-regression baseline: contract features (plus `derived`) -> dense
-    linear design (median imputation with missing indicators, one-hot, standardized) ->
-    multinomial logistic regression (C = 1)."""
+def logreg_model(seed: int = 0, derived: tuple[str, ...] = (), predictors: tuple[str, ...] = PREDICTORS):
+    """The unfitted logistic-regression baseline: the model's contract fields `predictors`
+    (plus `derived`) -> dense linear design (median imputation with missing indicators,
+    one-hot, standardized) -> multinomial logistic regression (C = 1)."""
     return make_pipeline(
-        ContractFeatures(derived=derived),
+        ContractFeatures(predictors=predictors, derived=derived),
         LinearDesign(),
         LogisticRegression(C=1.0, max_iter=2000, random_state=seed),
     )
 
 
 def fit_baselines(train: pd.DataFrame, y_train: np.ndarray, test: pd.DataFrame, seed: int = 0,
-                  derived: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+                  derived: tuple[str, ...] = (), predictors: tuple[str, ...] = PREDICTORS) -> dict[str, np.ndarray]:
     """Test-set probabilities (n_test, 3) of every baseline (the logistic regression on the
-    same features as the model, derived ones included)."""
-    lr = logreg_model(seed, derived).fit(train, y_train)
+    same features as the model: its contract fields and derived ones)."""
+    lr = logreg_model(seed, derived, predictors).fit(train, y_train)
     return {
         "null": null_probs(y_train, len(test)),
         "logreg": lr.predict_proba(test),

@@ -87,7 +87,8 @@ def out_of_fold(prep: steps.Prepared, chosen, cfg: TrainConfig, seed: int) -> Ou
             P[r, te], m = fit_fold(prep, chosen, tr, te, cfg, seed)
             if r == 0:
                 margins[te] = m
-            fitted = baselines.fit_baselines(prep.df.iloc[tr], prep.y[tr], prep.df.iloc[te], seed, cfg.derived_features)
+            fitted = baselines.fit_baselines(prep.df.iloc[tr], prep.y[tr], prep.df.iloc[te], seed, cfg.derived_features,
+                                             cfg.predictors)
             for name, Q in fitted.items():
                 base.setdefault(name, np.zeros((R, n, 3)))[r, te] = Q
     return OutOfFold(P, margins, base, prep.split.description)

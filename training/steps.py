@@ -226,7 +226,7 @@ def evaluate(prep: Prepared, predictor: EIHPredictor, cfg: TrainConfig, seed: in
     for k, (lo, hi) in ci.items():
         logged[f"test_{k}_ci_low"], logged[f"test_{k}_ci_high"] = lo, hi
     base = oof.first() if oof is not None else baselines.fit_baselines(prep.df.iloc[tr], prep.y[tr], dte, seed,
-                                                                       cfg.derived_features)
+                                                                       cfg.derived_features, cfg.predictors)
     for name, Q in base.items():
         logged[f"{name}_test_log_loss" if name == "null" else f"baseline_{name}_test_log_loss"] = metrics.log_loss(yte, Q)
         if name != "null":
