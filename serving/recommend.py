@@ -192,6 +192,14 @@ class GridScorer:
             self._derive(M, j)
         return M
 
+    def rows_matrix(self, X: np.ndarray, grid_idx: np.ndarray) -> np.ndarray:
+        """Model-matrix rows `X`, row i at grid protocol `grid_idx[i]`."""
+        M = X.copy()
+        M[:, self.cols] = self.values[grid_idx]
+        for j in self._per_row:
+            self._derive(M, j)
+        return M
+
     def margins(self, M: np.ndarray) -> np.ndarray:
         """Calibrated margins (rows, K) of a model matrix, one `inplace_predict` per booster."""
         p = self.predictor

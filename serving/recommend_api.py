@@ -202,6 +202,11 @@ class ProtocolScore(BaseModel):
         None, description="what the protocols are ranked by: the benefit pooled toward the person's pain condition "
                           "(the personal part shrunk by the factor estimated in training); null for the current protocol")
     hyperalgesia_risk: Literal["low", "moderate", "high"]
+    expected_change_pct: float | None = PydanticField(None, description="expected measured PPT change with this protocol, %")
+    change_sd_pct: float | None = PydanticField(None, description="spread of the measured change, %-points")
+    change_interval_pct: dict[str, list[float]] | None = PydanticField(
+        None, description='prediction intervals of the measured change, e.g. {"80": [low, high], "90": [low, high]}: '
+                          "8 (9) in 10 people like this one change between the two numbers")
     why: list[dict] = PydanticField(description="contributions of the protocol fields (and the derived dose) to the "
                                     "expected change, as in /predict's top_contributions")
     warnings: list[str] = PydanticField(description="a modality resting on priors; values outside the training range")

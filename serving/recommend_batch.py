@@ -32,11 +32,19 @@ import pandas as pd
 import pyarrow as pa
 
 from data_contracts.fields import RESPONSES
+from serving.batch.writers import change_arrays, change_columns
 from serving.recommend import HYPER, PRIOR_MODALITIES, PROTOCOL_FIELDS, TIE_DECIMALS, Constraints, GridScorer, benefit
 
 PLACEHOLDER = {"exercise_modality": "aerobic", "exercise_intensity_pct": 60.0, "exercise_duration_min": 20.0}
 DEFAULT_CHUNK_PEOPLE = 5_000
 PRIOR_NOTE = "effect rests on priors (almost no acute EIH data)"
+def output_schema(predictor) -> pa.Schema:
+    """`OUTPUT_SCHEMA` plus, for a model of the change, its expected change, spread and
+    prediction intervals at each recommended protocol (`serving.batch.writers.change_columns`)."""
+    extra = [pa.field(c, pa.float64()) for c in change_columns(predictor)]
+    return pa.schema(list(OUTPUT_SCHEMA)[:-1] + extra + [OUTPUT_SCHEMA.field("warnings")])
+
+
 OUTPUT_SCHEMA = pa.schema([
     pa.field("subject_id", pa.string(), nullable=False), pa.field("rank", pa.int32()),
     pa.field("exercise_modality", pa.string()), pa.field("exercise_intensity_pct", pa.float64()),
@@ -198,9 +206,19 @@ def chunk_table(gs: GridScorer, ids: pd.Series, X: np.ndarray, P: np.ndarray, op
         *[pa.array(probs[:, k], pa.float64(), from_pandas=True) for k in range(len(RESPONSES))],
         pa.array(probs[:, 0] - probs[:, HYPER], pa.float64(), from_pandas=True),
         pa.array(ranking, pa.float64(), from_pandas=True),
+        *[pa.array(np.where(has, v, np.nan), pa.float64(), from_pandas=True) for v in _change(gs, X, person, gi)],
         pa.array(warn, pa.string()),
     ]
-    return pa.Table.from_arrays(cols, schema=OUTPUT_SCHEMA), r, g
+    return pa.Table.from_arrays(cols, schema=output_schema(gs.predictor)), r, g
+
+
+def _change(gs: GridScorer, X: np.ndarray, person: np.ndarray, g: np.ndarray) -> list[np.ndarray]:
+    """The expected change, spread and intervals of each output row's person at its protocol."""
+    if not change_columns(gs.predictor):
+        return []
+    rows = gs.rows_matrix(X[person], g)
+    conditions = gs.conditions(rows)
+    return change_arrays(gs.predictor, gs.margins(rows), conditions)
 
 
 def _no_protocol(X: np.ndarray, cols: list[int]) -> np.ndarray:
@@ -229,7 +247,7 @@ def score_chunk(gs: GridScorer, frame: pd.DataFrame, row_offset: int, duplicate_
         for key, c in pd.DataFrame({"f": report.problems["field"], "r": rule}).groupby(["f", "r"]).size().items():
             result.problems_by_rule[key] = result.problems_by_rule.get(key, 0) + int(c)
     if not len(valid):
-        return OUTPUT_SCHEMA.empty_table(), report.problems
+        return output_schema(gs.predictor).empty_table(), report.problems
     p = gs.predictor
     X = p.frame_matrix(p.transform(valid))
     t = time.perf_counter()
@@ -307,7 +325,7 @@ def recommend_file(path: str | os.PathLike, out: str | os.PathLike, options: Rec
         progress.start(n_total)
     proto_warn = protocol_warnings(gs)
     run = _start_run(options, lm, path, gs, result.protocols) if options.log_mlflow else None
-    table_w, rejects_w = TableWriter(out, OUTPUT_SCHEMA), RejectsWriter(rejects)
+    table_w, rejects_w = TableWriter(out, output_schema(gs.predictor)), RejectsWriter(rejects)
     try:
         offset = 0
         columns = read_header(path).columns  # every column: the protocol ones may be absent

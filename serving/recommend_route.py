@@ -101,6 +101,8 @@ class Recommender:
         p = self.predictor
         ex = p.explain_matrix(rows)
         P = p.proba(ex.margins)
+        change = p.change_of(ex.margins)
+        intervals = p.intervals_matrix(rows, ex.margins) or {}
         risk = p.risk_level(P[:, HYPER])
         cols = self.scorer.cols
         recs = [{**record, **proto} for proto in protocols]
@@ -117,6 +119,10 @@ class Recommender:
                                           "hyperalgesia": float(P[i, HYPER])},
                         "benefit": float(P[i, HYPO] - P[i, HYPER]), "hyperalgesia_risk": str(risk[i]),
                         "why": why[i], "warnings": w})
+            if change is not None:  # the measured change this protocol gives people like this one
+                out[-1].update(expected_change_pct=float(change[0][i]), change_sd_pct=float(change[1][i]))
+                if intervals:
+                    out[-1]["change_interval_pct"] = {lv: [float(b[i, 0]), float(b[i, 1])] for lv, b in intervals.items()}
         return out
 
     def _none_text(self, c: Constraints, P: np.ndarray) -> str:

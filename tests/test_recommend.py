@@ -153,6 +153,10 @@ def test_recommendations_carry_the_numbers_predict_gives(loaded, recommender):
     pred = json.loads(Scorer(loaded).run([Job("predict", records)])[0])["predictions"]
     for r, q in zip(top, pred, strict=True):
         assert r["probabilities"] == q["probabilities"]  # the same bits
+        assert r["change_interval_pct"] == q["change_interval_pct"] and r["expected_change_pct"] == q["expected_change_pct"]
+        lo80, hi80 = r["change_interval_pct"]["80"]
+        lo90, hi90 = r["change_interval_pct"]["90"]
+        assert lo90 <= lo80 < r["expected_change_pct"] < hi80 <= hi90
         assert r["benefit"] == pytest.approx(r["probabilities"]["hypoalgesia"] - r["probabilities"]["hyperalgesia"])
         assert {w["field"] for w in r["why"]} <= set(PROTOCOL_FIELDS) | {"exercise_dose_vs_threshold"}
         assert r["protocol"]["exercise_modality"] in ("aerobic", "isometric")

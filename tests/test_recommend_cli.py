@@ -14,7 +14,8 @@ from eih.cli import app
 from serving.recommend import PROTOCOL_FIELDS, default_grid
 
 COLUMNS = ["subject_id", "rank", "exercise_modality", "exercise_intensity_pct", "exercise_duration_min",
-           "p_hypoalgesia", "p_no_change", "p_hyperalgesia", "benefit", "ranking_benefit", "warnings"]
+           "p_hypoalgesia", "p_no_change", "p_hyperalgesia", "benefit", "ranking_benefit", "expected_change_pct",
+           "change_sd_pct", "change_lo80_pct", "change_hi80_pct", "change_lo90_pct", "change_hi90_pct", "warnings"]
 
 
 def _run(cli_runner, *args):
@@ -55,6 +56,8 @@ def test_recommend_top3_counts_rejects_and_mlflow(cli_runner, trained_model, peo
     assert (got["p_hyperalgesia"] <= 0.25).all()
     np.testing.assert_allclose(got[[f"p_{r}" for r in RESPONSES]].sum(axis=1), 1.0, atol=1e-9)
     np.testing.assert_allclose(got["benefit"], got["p_hypoalgesia"] - got["p_hyperalgesia"], atol=1e-12)
+    assert (got["change_lo90_pct"] <= got["change_lo80_pct"]).all() and (got["change_hi80_pct"] <= got["change_hi90_pct"]).all()
+    assert (got["change_lo80_pct"] < got["expected_change_pct"]).all() and (got["expected_change_pct"] < got["change_hi80_pct"]).all()
     assert (got.groupby("subject_id")["ranking_benefit"].apply(lambda b: np.all(np.diff(b.to_numpy()) <= 1e-12))).all()
     runs = MlflowClient().search_runs([MlflowClient().get_experiment_by_name("eih-recommend").experiment_id],
                                       max_results=1)
