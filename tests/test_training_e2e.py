@@ -69,8 +69,15 @@ def test_artifacts_and_model_card(trained_model, client, tmp_path):
     run_id = trained_model.result.run_id
     names = {a.path for a in client.list_artifacts(run_id, "report")}
     for expected in ("report/shap_summary_eih_pct.png", "report/calibration_curves.png",
-                     "report/confusion_matrix.png", "report/model_card.md", "report/subgroup_metrics.csv"):
+                     "report/confusion_matrix.png", "report/model_card.md", "report/subgroup_metrics.csv",
+                     "report/learning_curve.png", "report/learning_curve.csv"):
         assert expected in names
+    # the held-out split's learning curve: a quarter, a half and all of the training split
+    curve = pd.read_csv(client.download_artifacts(run_id, "report/learning_curve.csv", str(tmp_path)))
+    n_train = int(client.get_run(run_id).data.params["n_train"])
+    assert list(curve["n_train"]) == [n_train // 4, n_train // 2, n_train]
+    assert curve["log_loss"].iloc[-1] == pytest.approx(trained_model.result.metrics["test_log_loss"])
+    assert (curve["log_loss"] < curve["null_log_loss"] + 0.02).all()
     card = open(client.download_artifacts(run_id, "report/model_card.md", str(tmp_path))).read()
     for section in ("Intended use", "synthetic", "Outcome", "threshold 10 %", "Predictors", "Missing data",
                     "Performance", "95 % bootstrap CI", "Subgroups", "Limitations", f"contract {CONTRACT_VERSION}"):

@@ -186,6 +186,29 @@ def learning_curve(prep: steps.Prepared, chosen, cfg: TrainConfig, seed: int,
     return pd.DataFrame(rows)
 
 
+def holdout_learning_curve(trained: steps.Trained, cfg: TrainConfig, seed: int,
+                           fractions: tuple[float, ...] = (0.25, 0.5)) -> pd.DataFrame:
+    """Test-split log-loss of the chosen configuration fitted on shares of the training split
+    (the whole split is the model itself), beside the class prior of the same rows: whether
+    more people would still help (`learning_curve`'s columns)."""
+    prep, ev = trained.prep, trained.evaluation
+    tr, te = prep.tr, prep.te
+    rng = np.random.default_rng(seed)
+    rows = []
+    for f in fractions:
+        m = int(f * len(tr))
+        if m < 100:
+            continue
+        sub = np.sort(rng.choice(tr, size=m, replace=False))
+        P, _ = fit_fold(prep, trained.search.chosen, sub, te, cfg, seed)
+        rows.append({"n_train": m, "P": P, "prior": prep.y[sub]})
+    rows.append({"n_train": len(tr), "P": ev.P, "prior": prep.y[tr]})
+    y = prep.y[te]
+    return pd.DataFrame([{"n_train": r["n_train"], "log_loss": metrics.log_loss(y, r["P"]),
+                          "null_log_loss": metrics.log_loss(y, baselines.null_probs(r["prior"], len(te))),
+                          "auroc_macro": metrics.auroc_macro(y, r["P"])} for r in rows])
+
+
 def run_resampled(prep: steps.Prepared, cfg: TrainConfig, seed: int, oracle_P: np.ndarray | None = None,
                   champion_P: np.ndarray | None = None, on_trial=None, on_step=None) -> steps.Trained:
     """search -> calibrate -> fit (all rows) -> evaluate by repeated cross-validation -> finalize.

@@ -236,6 +236,8 @@ def train(data: str | Path, *, oracle: str | Path | None = None, cfg: TrainConfi
         else:
             trained = steps.run_steps(prep, cfg, seed, oracle_P, on_trial=log.on_trial, on_step=log)
             internal.summarize_holdout(trained, cfg, seed)
+            with console.status("learning curve: the chosen model on a quarter and a half of the training split"):
+                trained.evaluation.extra["learning_curve"] = internal.holdout_learning_curve(trained, cfg, seed)
         trained.predictor.meta.extra["protocols"] = protocols
         ev = trained.evaluation
         with tempfile.TemporaryDirectory() as tmp, console.status("writing plots, model card and the model"):
