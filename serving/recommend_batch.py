@@ -12,7 +12,8 @@ constraints, vectorized.
 
 Output, in input order: one row per person and rank (`subject_id, rank,
 exercise_modality, exercise_intensity_pct, exercise_duration_min, p_hypoalgesia,
-p_no_change, p_hyperalgesia, benefit, ranking_benefit, warnings`); `top=None` lists every grid protocol
+p_no_change, p_hyperalgesia, benefit, ranking_benefit, the expected change, its spread and
+intervals (see serving.batch.writers.change_columns), warnings`); `top=None` lists every grid protocol
 within the constraints, best first, so anyone can audit the ranking. A person for whom
 no protocol meets the constraints gets one row with an empty rank and protocol. Files
 are written as `NAME.partial` and renamed when complete; the job is one MLflow run

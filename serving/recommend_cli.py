@@ -45,7 +45,8 @@ def recommend(
     out: Path = typer.Option(..., "--out", help="Recommendations file (.csv or .parquet): one row per person and rank "
                                                 "(subject_id, rank, exercise_modality, exercise_intensity_pct, "
                                                 "exercise_duration_min, p_hypoalgesia, p_no_change, p_hyperalgesia, "
-                                                "benefit, ranking_benefit, warnings), in input order. Written as "
+                                                "benefit, ranking_benefit, expected_change_pct, change_sd_pct, "
+                                                "change_lo80_pct ... change_hi90_pct, warnings), in input order. Written as "
                                                 "OUT.partial and "
                                                 "renamed only when complete."),
     top: str = typer.Option("3", "--top", help="Protocols per person: a number, or all (every grid protocol within "
