@@ -16,11 +16,16 @@ from data_contracts.fields import BY_NAME
 RISK_LEVELS = ("low", "moderate", "high")
 
 
-def risk_level(p_hyper: np.ndarray, cutoffs: Mapping[str, float]) -> np.ndarray:
-    """'low' / 'moderate' / 'high' hyperalgesia risk of each probability."""
+def risk_code(p_hyper: np.ndarray, cutoffs: Mapping[str, float]) -> np.ndarray:
+    """0 / 1 / 2 (positions in `RISK_LEVELS`) hyperalgesia risk of each probability."""
     lo, hi = float(cutoffs["moderate"]), float(cutoffs["high"])
     p = np.asarray(p_hyper, dtype="float64")
-    return np.where(p >= hi, "high", np.where(p >= lo, "moderate", "low"))
+    return np.where(p >= hi, 2, np.where(p >= lo, 1, 0))
+
+
+def risk_level(p_hyper: np.ndarray, cutoffs: Mapping[str, float]) -> np.ndarray:
+    """'low' / 'moderate' / 'high' hyperalgesia risk of each probability."""
+    return np.asarray(RISK_LEVELS)[risk_code(p_hyper, cutoffs)]
 
 
 def _range_text(name: str, r: dict) -> str:

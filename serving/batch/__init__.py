@@ -37,7 +37,7 @@ Nothing here logs a record value: MLflow gets counts, distributions and PSI only
 """
 
 from serving.batch.aggregates import Aggregates, Tally, drift_table, problems_table
-from serving.batch.chunk import ChunkResult, risk_codes, score_chunk
+from serving.batch.chunk import ChunkResult, score_chunk
 from serving.batch.engines import make_client, model_payload, run_dask, run_local, worker_predictor
 from serving.batch.job import score_file
 from serving.batch.options import (
@@ -72,6 +72,6 @@ __all__ = [
     "PROTOCOLS", "RISK_LEVELS", "SAMPLE_ROWS", "Aggregates", "BatchError", "BatchResult", "ChunkOptions",
     "ChunkResult", "Progress", "ScoreOptions", "Tally", "build_table", "check_paths", "default_rejects_path",
     "default_report_path", "drift_table", "make_client", "model_payload", "output_schema", "partial_path",
-    "problems_table", "risk_codes", "run_dask", "run_local", "scan_ids", "score_chunk", "score_file",
+    "problems_table", "run_dask", "run_local", "scan_ids", "score_chunk", "score_file",
     "worker_predictor",
 ]

@@ -12,6 +12,7 @@ import pandas as pd
 import pyarrow as pa
 
 from data_contracts.validate import validate_frame
+from model_runtime.interpret import risk_code
 from serving.batch.aggregates import (
     Aggregates,
     add_attributions,
@@ -43,12 +44,6 @@ class ChunkResult:
 def _chunk_hook(index: int) -> None:
     """A seam for tests: called with each chunk's index before the chunk is validated
     (tests replace it to fail a given chunk); does nothing otherwise."""
-
-
-def risk_codes(predictor, p_hyper: np.ndarray) -> np.ndarray:
-    """0/1/2 = low/moderate/high, by the model's own cut-offs (same as `risk_level`)."""
-    lo, hi = predictor.meta.risk_cutoffs["moderate"], predictor.meta.risk_cutoffs["high"]
-    return np.where(p_hyper >= hi, 2, np.where(p_hyper >= lo, 1, 0))
 
 
 def _sample_mask(frame: pd.DataFrame, valid: pd.DataFrame, opts: ChunkOptions, index: int) -> np.ndarray:
@@ -90,7 +85,7 @@ def score_chunk(predictor, frame: pd.DataFrame, index: int, row_offset: int, dup
     if len(valid):
         X = predictor.transform(valid)  # once: scoring, explanations, drift and the beeswarm sample
         P, ex, contrib, sample_contrib, margins = _predict(predictor, X, sampled, opts.explain)
-        risk = risk_codes(predictor, P[:, HYPER])
+        risk = risk_code(P[:, HYPER], predictor.meta.risk_cutoffs)
         change = change_arrays(predictor, margins, valid["pain_condition"].astype(object).to_numpy())
         table = build_table(valid["subject_id"], P, risk, ex, opts.explain, opts.top_k, schema, change)
         expected = expected_change(predictor, margins)
