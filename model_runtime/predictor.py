@@ -260,15 +260,17 @@ class EIHPredictor:
             return None
         return margins[:, 0], spread_of(margins, self.link, self.sigma)
 
+    def condition_names(self, X: np.ndarray) -> list[str | None]:
+        """Each model-matrix row's pain condition by name (None when missing or not read)."""
+        if "pain_condition" not in self.fields:
+            return [None] * len(X)
+        names = self.builder.categories["pain_condition"]
+        return [names[int(c)] if c == c else None for c in X[:, self.fields.index("pain_condition")]]
+
     def intervals_matrix(self, X: np.ndarray, margins: np.ndarray) -> dict[str, np.ndarray] | None:
         """{"80": (n, 2), "90": (n, 2)} prediction intervals of the measured change of the rows
         of a model matrix, or None when the model has no conformal calibration."""
-        groups: list = [None] * len(X)
-        if "pain_condition" in self.fields:
-            names = np.asarray(self.builder.categories["pain_condition"], dtype=object)
-            codes = X[:, self.fields.index("pain_condition")]
-            groups = [names[int(c)] if c == c else None for c in codes]
-        return self.intervals(margins, groups)
+        return self.intervals(margins, self.condition_names(X))
 
     def intervals(self, margins: np.ndarray, conditions) -> dict[str, np.ndarray] | None:
         """`intervals_matrix` for rows whose pain conditions are given by name (None: unknown)."""

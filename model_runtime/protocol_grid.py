@@ -1,8 +1,9 @@
-"""The grid of exercise protocols a prescription compares, and the pooled ranking score.
+"""The grid of exercise protocols a prescription compares, its vectorized scoring
+(`GridScorer`), which models may prescribe, and the pooled ranking score.
 
-The grid (its table and sources: serving/recommend.py, which scores it) is data: every
-modality x intensity x duration over each modality's sensible range. Training needs it
-to estimate the pooling below, serving to rank; so it lives in the runtime.
+The grid (its table and sources: serving/recommend.py) is every modality x intensity x
+duration over each modality's sensible range. Training scores it to estimate the pooling
+below, serving to rank; so it lives in the runtime.
 
 Pooling. A model's benefit B(person, protocol) = P(hypoalgesia) - P(hyperalgesia) varies
 between protocols for two reasons: what the protocol does for people of this pain condition
@@ -26,7 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from data_contracts.fields import BY_NAME
+from data_contracts.fields import BY_NAME, RESPONSES
+from features.derived import DERIVED
 
 PROTOCOL_FIELDS = ("exercise_modality", "exercise_intensity_pct", "exercise_duration_min")
 MODALITIES: tuple[str, ...] = BY_NAME["exercise_modality"].categories
@@ -40,6 +42,23 @@ PROTOCOL_RANGES: dict[str, tuple[tuple[float, float], tuple[float, float]]] = {
 }
 INTENSITY_STEP = 5.0
 DURATION_STEP = 5.0
+HYPO, NO_CHANGE, HYPER = (RESPONSES.index(r) for r in ("hypoalgesia", "no_change", "hyperalgesia"))
+
+
+class PrescriptionRefused(ValueError):
+    """The model cannot choose a protocol (it reads an after-bout field, or no protocol)."""
+
+
+def check_prescribable(predictor) -> None:
+    """Raise PrescriptionRefused unless the model reads no after-bout field and every protocol field."""
+    after = [f for f in predictor.inputs if BY_NAME[f].measured == "after"]
+    if after:
+        raise PrescriptionRefused(
+            f"this model reads {', '.join(after)}, measured after the bout, so it cannot choose a protocol "
+            "(train a prescription model with the default configuration, use_after_bout_fields = false)")
+    lacking = [f for f in PROTOCOL_FIELDS if f not in predictor.inputs]
+    if lacking:
+        raise PrescriptionRefused(f"this model does not read {', '.join(lacking)}, so it cannot compare protocols")
 
 
 def steps(lo: float, hi: float, step: float) -> np.ndarray:
@@ -151,3 +170,73 @@ def pooled_scores(b: np.ndarray, conditions: Sequence[str | None], lam: float,
         if len(rows):
             out[rows] = level[rows, None] + prof[None, :] + lam * (b[rows] - level[rows, None] - prof[None, :])
     return out
+
+
+# ---- scoring the grid ------------------------------------------------------------------------
+class GridScorer:
+    """Scores a grid of protocols for many people with one model (`EIHPredictor`)."""
+
+    def __init__(self, predictor, grid: Grid | None = None):
+        check_prescribable(predictor)
+        self.predictor = p = predictor
+        self.grid = grid if grid is not None else default_grid()
+        pos = {f: j for j, f in enumerate(p.fields)}
+        self.proto_cols = [pos[f] for f in PROTOCOL_FIELDS]
+        one = np.full((len(self.grid), len(p.fields)), np.nan)
+        one[:, self.proto_cols[0]] = self.grid.codes()
+        one[:, self.proto_cols[1]] = self.grid.intensity
+        one[:, self.proto_cols[2]] = self.grid.duration
+        self._pos = pos
+        self.derived_cols = list(range(len(p.inputs), len(p.fields)))
+        # a derived feature of the protocol alone is computed once per grid protocol; one that
+        # also reads person fields is computed on every row of the repeated matrix
+        self._per_row = [j for j in self.derived_cols if not set(DERIVED[p.fields[j]].inputs) <= set(PROTOCOL_FIELDS)]
+        for j in self.derived_cols:
+            self._derive(one, j)
+        self.cols = self.proto_cols + [j for j in self.derived_cols if j not in self._per_row]
+        self.values = one[:, self.cols]  # (G, protocol + derived columns)
+        pooling = p.meta.extra.get("pooling") or {}
+        self.shrinkage = float(pooling.get("shrinkage", 1.0))
+        self.profiles = profiles_over(pooling, self.grid.keys())  # centred once per grid, not per request
+
+    def _derive(self, M: np.ndarray, j: int) -> None:
+        spec = DERIVED[self.predictor.fields[j]]
+        M[:, j] = spec.compute({f: M[:, self._pos[f]] for f in spec.inputs})
+
+    def matrix(self, X: np.ndarray, grid_idx: np.ndarray | None = None) -> np.ndarray:
+        """(n * G', F) model matrix: each person's row once per grid protocol (all, or `grid_idx`)."""
+        vals = self.values if grid_idx is None else self.values[grid_idx]
+        G = len(vals)
+        M = np.repeat(X, G, axis=0)
+        M[:, self.cols] = np.tile(vals, (len(X), 1))
+        for j in self._per_row:
+            self._derive(M, j)
+        return M
+
+    def margins(self, M: np.ndarray) -> np.ndarray:
+        """Calibrated margins (rows, K) of a model matrix, one `inplace_predict` per booster."""
+        p = self.predictor
+        raw = [np.asarray(b.inplace_predict(M, predict_type="margin", validate_features=False)).reshape(len(M), -1)
+               for b in p.boosters]
+        return p.meta.calibration.apply(np.hstack(raw))
+
+    def score_margins(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(n, G, 3) class probabilities and (n, G, K) calibrated margins of every person
+        (model-matrix rows `X`) at every grid protocol."""
+        m = self.margins(self.matrix(X))
+        return self.predictor.proba(m).reshape(len(X), len(self.grid), 3), m.reshape(len(X), len(self.grid), -1)
+
+    def score(self, X: np.ndarray) -> np.ndarray:
+        """(n, G, 3) class probabilities of every person (model-matrix rows `X`) at every grid protocol."""
+        return self.score_margins(X)[0]
+
+    def ranking_score(self, X: np.ndarray, P: np.ndarray) -> np.ndarray:
+        """(n, G) what protocols are ranked by: the benefit pooled toward the person's pain
+        condition by the model's `pooling` (module docstring); the model's own benefit for a
+        model trained without it."""
+        return pooled_scores(benefit(P), self.predictor.condition_names(X), self.shrinkage, self.profiles)
+
+
+def benefit(P: np.ndarray) -> np.ndarray:
+    """Expected benefit P(hypoalgesia) - P(hyperalgesia) of probabilities (..., 3)."""
+    return P[..., HYPO] - P[..., HYPER]

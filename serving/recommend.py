@@ -49,18 +49,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from data_contracts.fields import BY_NAME, RESPONSES
-from features.derived import DERIVED
 from model_runtime.protocol_grid import (  # noqa: F401 - the grid's names are part of this module's interface
     DURATION_STEP,
+    HYPER,
+    HYPO,
     INTENSITY_STEP,
     MODALITIES,
+    NO_CHANGE,
     PROTOCOL_FIELDS,
     PROTOCOL_RANGES,
     Grid,
+    GridScorer,
+    PrescriptionRefused,
+    benefit,
+    check_prescribable,
     default_grid,
-    pooled_scores,
-    profiles_over,
     steps,
 )
 
@@ -69,13 +72,8 @@ PRIOR_MODALITIES = {
     "mind_body": "mind-body exercise (yoga, tai chi) has almost no acute EIH data: its predicted effect rests on "
                  "priors, not on measurements",
 }
-HYPO, NO_CHANGE, HYPER = (RESPONSES.index(r) for r in ("hypoalgesia", "no_change", "hyperalgesia"))
 PROTOCOLS_VALUES = ("randomized", "observational")
 TIE_DECIMALS = 9
-
-
-class PrescriptionRefused(ValueError):
-    """The model cannot choose a protocol (it reads an after-bout field, or no protocol)."""
 
 
 @dataclass(frozen=True)
@@ -122,18 +120,6 @@ class Constraints:
                 "max_hyperalgesia": self.max_hyperalgesia}
 
 
-def check_prescribable(predictor) -> None:
-    """Raise PrescriptionRefused unless the model reads no after-bout field and every protocol field."""
-    after = [f for f in predictor.inputs if BY_NAME[f].measured == "after"]
-    if after:
-        raise PrescriptionRefused(
-            f"this model reads {', '.join(after)}, measured after the bout, so it cannot choose a protocol "
-            "(train a prescription model with the default configuration, use_after_bout_fields = false)")
-    lacking = [f for f in PROTOCOL_FIELDS if f not in predictor.inputs]
-    if lacking:
-        raise PrescriptionRefused(f"this model does not read {', '.join(lacking)}, so it cannot compare protocols")
-
-
 def protocols_of(meta) -> str:
     """How protocols were assigned in the model's training data: randomized, observational or unknown."""
     v = meta.extra.get("protocols")
@@ -150,87 +136,6 @@ def causal_note(protocols: str) -> str:
     return (f"Not a causal recommendation: in this model's training data protocols {how}, so differences between "
             "protocols may reflect who received which protocol rather than what the protocol does. Treat the ranking "
             "as a hypothesis to test (a model trained on randomized or crossover data can answer it).")
-
-
-class GridScorer:
-    """Scores a grid of protocols for many people with one model (`EIHPredictor`)."""
-
-    def __init__(self, predictor, grid: Grid | None = None):
-        check_prescribable(predictor)
-        self.predictor = p = predictor
-        self.grid = grid if grid is not None else default_grid()
-        pos = {f: j for j, f in enumerate(p.fields)}
-        self.proto_cols = [pos[f] for f in PROTOCOL_FIELDS]
-        one = np.full((len(self.grid), len(p.fields)), np.nan)
-        one[:, self.proto_cols[0]] = self.grid.codes()
-        one[:, self.proto_cols[1]] = self.grid.intensity
-        one[:, self.proto_cols[2]] = self.grid.duration
-        self._pos = pos
-        self.derived_cols = list(range(len(p.inputs), len(p.fields)))
-        # a derived feature of the protocol alone is computed once per grid protocol; one that
-        # also reads person fields is computed on every row of the repeated matrix
-        self._per_row = [j for j in self.derived_cols if not set(DERIVED[p.fields[j]].inputs) <= set(PROTOCOL_FIELDS)]
-        for j in self.derived_cols:
-            self._derive(one, j)
-        self.cols = self.proto_cols + [j for j in self.derived_cols if j not in self._per_row]
-        self.values = one[:, self.cols]  # (G, protocol + derived columns)
-        pooling = p.meta.extra.get("pooling") or {}
-        self.shrinkage = float(pooling.get("shrinkage", 1.0))
-        self.profiles = profiles_over(pooling, self.grid.keys())  # centred once per grid, not per request
-
-    def _derive(self, M: np.ndarray, j: int) -> None:
-        spec = DERIVED[self.predictor.fields[j]]
-        M[:, j] = spec.compute({f: M[:, self._pos[f]] for f in spec.inputs})
-
-    def matrix(self, X: np.ndarray, grid_idx: np.ndarray | None = None) -> np.ndarray:
-        """(n * G', F) model matrix: each person's row once per grid protocol (all, or `grid_idx`)."""
-        vals = self.values if grid_idx is None else self.values[grid_idx]
-        G = len(vals)
-        M = np.repeat(X, G, axis=0)
-        M[:, self.cols] = np.tile(vals, (len(X), 1))
-        for j in self._per_row:
-            self._derive(M, j)
-        return M
-
-    def rows_matrix(self, X: np.ndarray, grid_idx: np.ndarray) -> np.ndarray:
-        """Model-matrix rows `X`, row i at grid protocol `grid_idx[i]`."""
-        M = X.copy()
-        M[:, self.cols] = self.values[grid_idx]
-        for j in self._per_row:
-            self._derive(M, j)
-        return M
-
-    def margins(self, M: np.ndarray) -> np.ndarray:
-        """Calibrated margins (rows, K) of a model matrix, one `inplace_predict` per booster."""
-        p = self.predictor
-        raw = [np.asarray(b.inplace_predict(M, predict_type="margin", validate_features=False)).reshape(len(M), -1)
-               for b in p.boosters]
-        return p.meta.calibration.apply(np.hstack(raw))
-
-    def score(self, X: np.ndarray) -> np.ndarray:
-        """(n, G, 3) class probabilities of every person (model-matrix rows `X`) at every grid protocol."""
-        M = self.matrix(X)
-        P = self.predictor.proba(self.margins(M))
-        return P.reshape(len(X), len(self.grid), 3)
-
-    def conditions(self, X: np.ndarray) -> list[str | None]:
-        """Each model-matrix row's pain condition by name (None when missing)."""
-        p = self.predictor
-        if "pain_condition" not in p.fields:
-            return [None] * len(X)
-        names = p.builder.categories["pain_condition"]
-        return [names[int(c)] if c == c else None for c in X[:, p.fields.index("pain_condition")]]
-
-    def ranking_score(self, X: np.ndarray, P: np.ndarray) -> np.ndarray:
-        """(n, G) what protocols are ranked by: the benefit pooled toward the person's pain
-        condition by the model's `pooling` (model_runtime/protocol_grid.py); the model's own
-        benefit for a model trained without it."""
-        return pooled_scores(benefit(P), self.conditions(X), self.shrinkage, self.profiles)
-
-
-def benefit(P: np.ndarray) -> np.ndarray:
-    """Expected benefit P(hypoalgesia) - P(hyperalgesia) of probabilities (..., 3)."""
-    return P[..., HYPO] - P[..., HYPER]
 
 
 def rank(P: np.ndarray, allowed: np.ndarray, top: int | None, score: np.ndarray | None = None) -> list[np.ndarray]:

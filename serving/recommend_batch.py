@@ -39,13 +39,6 @@ from serving.recommend import HYPER, PRIOR_MODALITIES, PROTOCOL_FIELDS, TIE_DECI
 PLACEHOLDER = {"exercise_modality": "aerobic", "exercise_intensity_pct": 60.0, "exercise_duration_min": 20.0}
 DEFAULT_CHUNK_PEOPLE = 5_000
 PRIOR_NOTE = "effect rests on priors (almost no acute EIH data)"
-def output_schema(predictor) -> pa.Schema:
-    """`OUTPUT_SCHEMA` plus, for a model of the change, its expected change, spread and
-    prediction intervals at each recommended protocol (`serving.batch.writers.change_columns`)."""
-    extra = [pa.field(c, pa.float64()) for c in change_columns(predictor)]
-    return pa.schema(list(OUTPUT_SCHEMA)[:-1] + extra + [OUTPUT_SCHEMA.field("warnings")])
-
-
 OUTPUT_SCHEMA = pa.schema([
     pa.field("subject_id", pa.string(), nullable=False), pa.field("rank", pa.int32()),
     pa.field("exercise_modality", pa.string()), pa.field("exercise_intensity_pct", pa.float64()),
@@ -53,6 +46,13 @@ OUTPUT_SCHEMA = pa.schema([
     *[pa.field(f"p_{r}", pa.float64()) for r in RESPONSES],
     pa.field("benefit", pa.float64()), pa.field("ranking_benefit", pa.float64()), pa.field("warnings", pa.string()),
 ])
+
+
+def output_schema(predictor) -> pa.Schema:
+    """`OUTPUT_SCHEMA` plus, for a model of the change, its expected change, spread and
+    prediction intervals at each recommended protocol (`serving.batch.writers.change_columns`)."""
+    extra = [pa.field(c, pa.float64()) for c in change_columns(predictor)]
+    return pa.schema(list(OUTPUT_SCHEMA)[:-1] + extra + [OUTPUT_SCHEMA.field("warnings")])
 
 
 @dataclass(frozen=True)
@@ -184,9 +184,10 @@ def protocol_warnings(gs: GridScorer) -> np.ndarray:
     return np.asarray(out + [""], dtype=object)  # index -1: no protocol
 
 
-def chunk_table(gs: GridScorer, ids: pd.Series, X: np.ndarray, P: np.ndarray, options: RecommendOptions,
-                proto_warn: np.ndarray) -> tuple[pa.Table, np.ndarray, np.ndarray]:
-    """The output rows of one chunk, with each row's person index and grid index (-1: none)."""
+def chunk_table(gs: GridScorer, ids: pd.Series, X: np.ndarray, P: np.ndarray, margins: np.ndarray,
+                options: RecommendOptions, proto_warn: np.ndarray) -> tuple[pa.Table, np.ndarray, np.ndarray]:
+    """The output rows of one chunk (`P`, `margins`: the grid's, from `GridScorer.score_margins`),
+    with each row's person index and grid index (-1: none)."""
     allowed = options.constraints.mask(gs.grid, P[..., HYPER])
     score = gs.ranking_score(X, P)
     person, r, g = ranked(P, allowed, options.top, score)
@@ -207,19 +208,12 @@ def chunk_table(gs: GridScorer, ids: pd.Series, X: np.ndarray, P: np.ndarray, op
         *[pa.array(probs[:, k], pa.float64(), from_pandas=True) for k in range(len(RESPONSES))],
         pa.array(probs[:, 0] - probs[:, HYPER], pa.float64(), from_pandas=True),
         pa.array(ranking, pa.float64(), from_pandas=True),
-        *[pa.array(np.where(has, v, np.nan), pa.float64(), from_pandas=True) for v in _change(gs, X, person, gi)],
+        *[pa.array(np.where(has, v, np.nan), pa.float64(), from_pandas=True)
+          for v in change_arrays(gs.predictor, margins[person, gi], np.asarray(gs.predictor.condition_names(X))[person])],
         pa.array(warn, pa.string()),
     ]
     return pa.Table.from_arrays(cols, schema=output_schema(gs.predictor)), r, g
 
-
-def _change(gs: GridScorer, X: np.ndarray, person: np.ndarray, g: np.ndarray) -> list[np.ndarray]:
-    """The expected change, spread and intervals of each output row's person at its protocol."""
-    if not change_columns(gs.predictor):
-        return []
-    rows = gs.rows_matrix(X[person], g)
-    conditions = gs.conditions(rows)
-    return change_arrays(gs.predictor, gs.margins(rows), conditions)
 
 
 def _no_protocol(X: np.ndarray, cols: list[int]) -> np.ndarray:
@@ -252,9 +246,9 @@ def score_chunk(gs: GridScorer, frame: pd.DataFrame, row_offset: int, duplicate_
     p = gs.predictor
     X = p.frame_matrix(p.transform(valid))
     t = time.perf_counter()
-    P = gs.score(X)
+    P, margins = gs.score_margins(X)
     result.timings["score_s"] = result.timings.get("score_s", 0.0) + time.perf_counter() - t
-    table, r, g = chunk_table(gs, valid["subject_id"], X, P, options, proto_warn)
+    table, r, g = chunk_table(gs, valid["subject_id"], X, P, margins, options, proto_warn)
     result.rows_scored += len(valid)
     result.output_rows += table.num_rows
     result.people_without_protocol += int((r == 0).sum())
