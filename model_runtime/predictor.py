@@ -7,7 +7,8 @@ per model field, in the units of each output's margin. When the trees are shallo
 they are read from per-tree tables of XGBoost's numbers (`model_runtime.shap_tables`: the
 same values to float32 rounding, ~10x faster on batches and ~6x on one record), on every
 path alike, so a record gets the same bits over HTTP, in a micro-batch and in a batch
-file; otherwise XGBoost is called. Calibration is an affine map of the margins
+file; otherwise XGBoost is called. The penalized spline family's outputs are additive models
+(`model_runtime.additive`) that explain themselves exactly in the same layout. Calibration is an affine map of the margins
 (`model_runtime.links`): contributions are divided by T and b is added to the base value,
 so base + sum(contributions) equals the calibrated margin exactly and the explanation
 explains the probabilities served.
@@ -25,6 +26,7 @@ import xgboost as xgb
 
 from features.derived import DERIVED
 from features.pipeline import ContractFeatures
+from model_runtime.additive import AdditiveModel
 from model_runtime.interpret import InputChecks, risk_level
 from model_runtime.intervals import change_intervals
 from model_runtime.links import CHANGE_LINKS, ORDINAL, ORDINAL_OUTPUT, margins_to_proba, spread_of
@@ -34,6 +36,9 @@ from model_runtime.shap_tables import ShapTables
 
 BOOSTER_FILE = "booster.ubj"
 EXTRA_BOOSTER_FILE = "booster_{}.ubj"  # the second and later boosters of a model
+ADDITIVE_FILE = "additive_{}.json"  # the outputs of a spline-family model, in output order
+SPLINE_FAMILY = "spline"
+Component = xgb.Booster | AdditiveModel
 META_FILE = "meta.json"
 
 
@@ -55,13 +60,21 @@ class Explanation:
 
 
 class EIHPredictor:
-    """Predict and explain for contract records. Build from a booster and its `ModelMeta`,
-    or `load` a saved directory."""
+    """Predict and explain for contract records. Build from a booster (or the boosters or
+    additive models of its outputs, in output order) and its `ModelMeta`, or `load` a saved
+    directory."""
 
-    def __init__(self, booster: xgb.Booster | Sequence[xgb.Booster], meta: ModelMeta):
+    def __init__(self, booster: Component | Sequence[Component], meta: ModelMeta):
         meta.check_contract()
-        self.boosters: tuple[xgb.Booster, ...] = (booster,) if isinstance(booster, xgb.Booster) else tuple(booster)
+        single = isinstance(booster, (xgb.Booster, AdditiveModel))
+        self.boosters: tuple[Component, ...] = (booster,) if single else tuple(booster)
         self.booster = self.boosters[0]  # the expected change (or the class margins)
+        kinds = {isinstance(b, AdditiveModel) for b in self.boosters}
+        if len(kinds) != 1:
+            raise ValueError("a model's outputs are all boosters or all additive models")
+        self.additive: bool = kinds == {True}
+        if self.additive:
+            meta.extra["family"] = SPLINE_FAMILY
         self.meta = meta
         self.fields: tuple[str, ...] = tuple(meta.features)
         self.outputs: tuple[str, ...] = tuple(meta.outputs)
@@ -72,7 +85,8 @@ class EIHPredictor:
         self.inputs: tuple[str, ...] = inputs  # the contract fields the model reads
         self.features = ContractFeatures(predictors=inputs, derived=derived).fit(None)
         for b in self.boosters:
-            if b.feature_names is not None and tuple(b.feature_names) != self.fields:
+            names = b.fields if self.additive else b.feature_names
+            if names is not None and tuple(names) != self.fields:
                 raise ValueError("booster feature names differ from the model's feature list")
         self.link: str = meta.link
         self.sigma = meta.sigma if self.link == ORDINAL else None
@@ -80,7 +94,8 @@ class EIHPredictor:
         self.bias = meta.calibration.bias_array(len(self.outputs))
         self.builder = ModelMatrix(self.fields, len(inputs), self.features.categories_)
         self.checks = InputChecks(self.fields, inputs, meta.reference, self.features.categories_)
-        self._feature_types = list(self.booster.feature_types or self.builder.feature_types())
+        self._feature_types = list((None if self.additive else self.booster.feature_types)
+                                   or self.builder.feature_types())
         self._nthread = -1
         self._tables: list[ShapTables] | None | bool = False  # False: not built yet
 
@@ -90,6 +105,9 @@ class EIHPredictor:
         """Load a directory written by `save`."""
         d = Path(directory)
         meta = ModelMeta.from_json((d / META_FILE).read_text())
+        if meta.extra.get("family") == SPLINE_FAMILY:
+            return cls([AdditiveModel.from_json((d / ADDITIVE_FILE.format(k)).read_text())
+                        for k in range(len(meta.outputs))], meta)
         names = [BOOSTER_FILE] + [EXTRA_BOOSTER_FILE.format(k) for k in range(1, int(meta.extra.get("n_boosters", 1)))]
         boosters = []
         for name in names:
@@ -99,23 +117,31 @@ class EIHPredictor:
         return cls(boosters, meta)
 
     def save(self, directory: str | Path) -> Path:
-        """Write the booster and meta.json to `directory`."""
+        """Write the boosters (or additive outputs) and meta.json to `directory`."""
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         for k, b in enumerate(self.boosters):
-            b.save_model(str(d / (EXTRA_BOOSTER_FILE.format(k) if k else BOOSTER_FILE)))
-        if len(self.boosters) > 1:
+            if self.additive:
+                (d / ADDITIVE_FILE.format(k)).write_text(b.to_json())
+            else:
+                b.save_model(str(d / (EXTRA_BOOSTER_FILE.format(k) if k else BOOSTER_FILE)))
+        if not self.additive and len(self.boosters) > 1:
             self.meta.extra["n_boosters"] = len(self.boosters)
         (d / META_FILE).write_text(self.meta.to_json())
         return d
 
     def to_payload(self) -> dict:
-        """The model as plain bytes and text (boosters in UBJ, meta.json), for another process."""
+        """The model as plain bytes and text (boosters in UBJ or additive outputs in JSON, meta.json),
+        for another process."""
+        if self.additive:
+            return {"additive": [b.to_json() for b in self.boosters], "meta": self.meta.to_json()}
         return {"boosters": [bytes(b.save_raw("ubj")) for b in self.boosters], "meta": self.meta.to_json()}
 
     @classmethod
     def from_payload(cls, payload: dict) -> EIHPredictor:
         """Inverse of `to_payload`."""
+        if "additive" in payload:
+            return cls([AdditiveModel.from_json(t) for t in payload["additive"]], ModelMeta.from_json(payload["meta"]))
         boosters = []
         for raw in payload["boosters"]:
             b = xgb.Booster()
@@ -139,7 +165,8 @@ class EIHPredictor:
     def set_threads(self, n: int) -> None:
         """Threads for prediction and for building the DMatrix (default: all cores)."""
         for b in self.boosters:
-            b.set_param({"nthread": int(n)})
+            if not self.additive:
+                b.set_param({"nthread": int(n)})
         self._nthread = int(n)
 
     # ---- prediction --------------------------------------------------------------
@@ -153,8 +180,17 @@ class EIHPredictor:
 
     def raw_margins(self, X: pd.DataFrame) -> np.ndarray:
         """Uncalibrated margins of a feature frame."""
+        if self.additive:
+            return self.raw_margins_matrix(self.builder.from_frame(X))
         dm = self._dmatrix(X)
         return self._stack([b.predict(dm, output_margin=True, validate_features=True) for b in self.boosters], len(X))
+
+    def raw_margins_matrix(self, M: np.ndarray) -> np.ndarray:
+        """Uncalibrated margins (n, K) of a model matrix (one `inplace_predict` per booster)."""
+        if self.additive:
+            return self._stack([b.margins(M) for b in self.boosters], len(M))
+        return self._stack([b.inplace_predict(M, predict_type="margin", validate_features=False)
+                            for b in self.boosters], len(M))
 
     def margins_of(self, X: pd.DataFrame) -> np.ndarray:
         """Calibrated margins (n, K) of a feature frame built by `transform`."""
@@ -174,7 +210,10 @@ class EIHPredictor:
 
     # ---- explanation -------------------------------------------------------------
     def all_tables(self) -> list[ShapTables] | None:
-        """One table explainer per booster (built once), or None if any booster's trees are too deep."""
+        """One table explainer per booster (built once), or None if any booster's trees are too deep.
+        An additive output is its own exact explainer."""
+        if self._tables is False and self.additive:
+            self._tables = list(self.boosters)
         if self._tables is False:
             built = [ShapTables.build(b, self._feature_types, self.builder.n_categories()) for b in self.boosters]
             self._tables = None if any(t is None for t in built) else built

@@ -216,9 +216,7 @@ class GridScorer:
     def margins(self, M: np.ndarray) -> np.ndarray:
         """Calibrated margins (rows, K) of a model matrix, one `inplace_predict` per booster."""
         p = self.predictor
-        raw = [np.asarray(b.inplace_predict(M, predict_type="margin", validate_features=False)).reshape(len(M), -1)
-               for b in p.boosters]
-        return p.meta.calibration.apply(np.hstack(raw))
+        return p.meta.calibration.apply(p.raw_margins_matrix(M))
 
     def score_margins(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(n, G, 3) class probabilities and (n, G, K) calibrated margins of every person

@@ -36,6 +36,11 @@ class TrainConfig:
     class probabilities from that person's normal distribution.
     `ordinal`: the same expected change with one spread for everyone.
     `multiclass`: one softmax margin per response class, fitted to the labels."""
+    families: tuple[str, ...] = ("xgboost", "spline")
+    """Model families the validation chooses between: `xgboost` (gradient-boosted trees, the
+    searched configurations) and `spline` (a ridge regression of the change on B-splines of
+    each field with the same normal link; training/spline.py), for the expected-change models.
+    Held-out splits choose by the search's CV log-loss, repeated CV by its out-of-fold log-loss."""
     derived_features: tuple[str, ...] = (EXERCISE_DOSE,)
     """Derived features added after the contract fields (features/derived.py); [] for the contract fields only."""
     use_after_bout_fields: bool = False
@@ -98,11 +103,13 @@ class TrainConfig:
         d = asdict(self)
         search = d.pop("search")
         d["derived_features"] = ",".join(self.derived_features) or "none"
+        d["families"] = ",".join(self.families)
         d.update({f"search_{k}": f"{v[0]}-{v[1]}" for k, v in search.items()})
         return d
 
 
 MODEL_KINDS = ("distributional", "ordinal", "multiclass")
+FAMILIES = ("xgboost", "spline")
 VALIDATIONS = ("auto", "repeated_cv", "holdout")
 
 
@@ -124,6 +131,10 @@ def load_config(path: str | Path | None = None, **overrides) -> TrainConfig:
     if "search" in data:
         s = {k: tuple(v) for k, v in data.pop("search").items()}
         data["search"] = replace(SearchSpace(), **s)
+    if "families" in data:
+        data["families"] = tuple(data["families"])
+        if not data["families"] or set(data["families"]) - set(FAMILIES):
+            raise ValueError(f"families must be a non-empty list of {', '.join(FAMILIES)}")
     if "derived_features" in data:
         data["derived_features"] = tuple(data["derived_features"])
         check_names(data["derived_features"])

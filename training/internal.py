@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedKFold
 
-from training import baselines, metrics, steps
+from training import baselines, metrics, steps, tune
 from training.config import TrainConfig
 from training.split import Split, cv_folds
 
@@ -75,8 +75,10 @@ def fit_fold(prep: steps.Prepared, chosen, tr: np.ndarray, te: np.ndarray, cfg: 
     return pred.proba(m), m
 
 
-def out_of_fold(prep: steps.Prepared, chosen, cfg: TrainConfig, seed: int) -> OutOfFold:
-    """`cv_repeats` x `outer_folds` out-of-fold predictions of the model and of every baseline."""
+def out_of_fold(prep: steps.Prepared, chosen, cfg: TrainConfig, seed: int,
+                baselines_of: OutOfFold | None = None) -> OutOfFold:
+    """`cv_repeats` x `outer_folds` out-of-fold predictions of the model and of every baseline
+    (taken from `baselines_of` when given: the same folds' baselines of another candidate)."""
     n, R = len(prep.df), cfg.cv_repeats
     P = np.zeros((R, n, 3))
     margins = np.zeros((n, 2 if prep.link == "normal_spread" else prep.n_out))
@@ -87,11 +89,34 @@ def out_of_fold(prep: steps.Prepared, chosen, cfg: TrainConfig, seed: int) -> Ou
             P[r, te], m = fit_fold(prep, chosen, tr, te, cfg, seed)
             if r == 0:
                 margins[te] = m
+            if baselines_of is not None:
+                continue
             fitted = baselines.fit_baselines(prep.df.iloc[tr], prep.y[tr], prep.df.iloc[te], seed, cfg.derived_features,
                                              cfg.predictors)
             for name, Q in fitted.items():
                 base.setdefault(name, np.zeros((R, n, 3)))[r, te] = Q
-    return OutOfFold(P, margins, base, prep.split.description)
+    return OutOfFold(P, margins, baselines_of.baselines if baselines_of is not None else base, prep.split.description)
+
+
+def mean_log_loss(y: np.ndarray, P: np.ndarray) -> float:
+    """Log-loss of (R, n, 3) out-of-fold probabilities, averaged over the repeats."""
+    return float(np.mean([metrics.log_loss(y, P[r]) for r in range(P.shape[0])]))
+
+
+def choose_family(prep: steps.Prepared, found: steps.SearchResult, cfg: TrainConfig,
+                  seed: int) -> tuple[steps.SearchResult, OutOfFold]:
+    """The model family by repeated cross-validation: each family's best candidate of the search
+    is refitted fold by fold (the same folds), and the lower out-of-fold log-loss wins. Returns
+    the search result with that candidate chosen, and its out-of-fold predictions."""
+    candidates = [t for fam in ("xgboost", "spline") if (t := found.best_of(fam)) is not None]
+    oofs: dict[str, OutOfFold] = {}
+    for t in candidates:
+        oofs[tune.family(t.params)] = out_of_fold(prep, t, cfg, seed, next(iter(oofs.values()), None))
+    scores = {fam: mean_log_loss(prep.y, o.P) for fam, o in oofs.items()}
+    fam = min(scores, key=scores.get)
+    chosen = next(t for t in candidates if tune.family(t.params) == fam)
+    criterion = f"out-of-fold log-loss of {cfg.cv_repeats} x {cfg.outer_folds}-fold repeated cross-validation"
+    return replace(found, chosen=chosen, family_scores=scores, criterion=criterion), oofs[fam]
 
 
 def _point(y: np.ndarray, P: np.ndarray) -> dict[str, float]:
@@ -222,12 +247,12 @@ def run_resampled(prep: steps.Prepared, cfg: TrainConfig, seed: int, oracle_P: n
         hook(name, result)
         return result
 
-    found = step("search", lambda: steps.search(prep, cfg, seed, on_trial))
+    searched = step("search", lambda: steps.search(prep, cfg, seed, on_trial))
+    found, oof = step("choose", lambda: choose_family(prep, searched, cfg, seed))
     calib = step("calibrate", lambda: steps.calibrate(prep, found.chosen, cfg, seed))
-    predictor = step("fit", lambda: steps.fit(prep, found.chosen, calib, cfg, seed))
+    predictor = step("fit", lambda: steps.fit(prep, found.chosen, calib, cfg, seed, family_choice=found.family_choice()))
 
     def _evaluate() -> steps.Evaluation:
-        oof = out_of_fold(prep, found.chosen, cfg, seed)
         ev = steps.evaluate(prep, predictor, cfg, seed, oracle_P, oof=oof)
         s = summarize(prep.y, oof.P, oof.baselines, cfg.bootstrap, seed, oracle_P, champion_P)
         apply_summary(ev, s)

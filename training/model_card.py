@@ -127,12 +127,38 @@ def _missing_data(meta) -> list[str]:
     return [
         "## Missing data",
         "Optional fields (" + ", ".join(optional) + ") may be missing; XGBoost routes missing values natively (learned"
-        " default directions), nothing is imputed, and every prediction lists the optional inputs that were missing.",
+        " default directions) and the penalized spline family gives a missing value its own level; every prediction"
+        " lists the optional inputs that were missing.",
     ]
+
+
+SPLINE_KIND = (
+    "Penalized spline regression (scikit-learn): the expected change of eih_pct is an intercept plus one smooth"
+    " function of each field (cubic B-splines with {knots} knots at quantiles of the training values; one value per"
+    " category; a missing value imputed at the median plus its own indicator), with an elastic-net penalty (half lasso, half"
+    " ridge: a field without evidence gets a flat function) whose strength is chosen by 5-fold cross-validation; the spread of the measured change around it is a penalized gamma regression"
+    " (log link) of the out-of-fold squared residuals on the same functions. Each person's class probabilities are"
+    " those of eih_pct ~ Normal(expected change, that person's spread) beyond the +/- threshold. The model is"
+    " additive: every person gets the same shape of response to intensity and duration within a modality, which is"
+    " what a small cohort can support. Its explanations are exact: a field's contribution is its function's value"
+    " minus that function's average over the training rows.")
+
+
+def _family(meta) -> str:
+    """Which model family and why, from the metadata the training stored."""
+    choice = meta.extra.get("family_choice")
+    if not choice:
+        return ""
+    scores = "; ".join(f"{'penalized splines' if k == 'spline' else 'gradient-boosted trees'} {v:.4f}"
+                       for k, v in choice["log_loss"].items())
+    alone = " (the only family searched)" if len(choice["log_loss"]) < 2 else ""
+    return f"Model family chosen by {choice['criterion']}{alone}: {scores} (lower is better)."
 
 
 def _model_kind(meta) -> str:
     shape = meta.model_shape
+    if shape.get("family") == "spline":
+        return SPLINE_KIND.format(knots=shape.get("n_knots"))
     head = f"depth {shape['max_depth']}, {shape['n_rounds']} rounds"
     if meta.link == NORMAL_SPREAD:
         return (f"XGBoost regression of the measured eih_pct ({head}) and a second XGBoost model of the spread of the"
@@ -151,14 +177,16 @@ def _model_kind(meta) -> str:
 
 def _model(cfg, meta) -> list[str]:
     shape = meta.model_shape
-    choice = ("Chosen by cross-validated log-loss; explanation cost is reported, not traded against accuracy."
-              if cfg.cost_tolerance == 0 else
+    choice = ("Chosen by cross-validated log-loss; explanation cost is reported, not traded against accuracy. "
+              + _family(meta)
+              if cfg.cost_tolerance == 0 else _family(meta) + " " +
               f"Chosen as the cheapest to explain among search candidates within {cfg.cost_tolerance:.0%} of the best CV"
               " log-loss.")
     temps = ", ".join(f"{t:.3f}" for t in np.atleast_1d(meta.calibration.temperature))
     return [
         "## Model",
-        f"{_model_kind(meta)} {choice} Exact TreeSHAP explanations at about"
+        f"{_model_kind(meta)} {choice} Exact {'additive' if meta.model_shape.get('family') == 'spline' else 'TreeSHAP'}"
+        " explanations at about"
         f" {shape.get('explain_rows_per_s_measured', float('nan')):.0f} rows/s (measured at training).",
         "Calibration: " + (f"temperature {temps} and bias applied to the margins"
                            if meta.calibration.applied else "checked out-of-fold; no further correction needed") + ".",

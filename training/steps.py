@@ -67,19 +67,36 @@ def prepare(df: pd.DataFrame, y: np.ndarray, cfg: TrainConfig, seed: int) -> Pre
 
 @dataclass
 class SearchResult:
-    """Every trial, the chosen one and the best by CV log-loss."""
+    """Every trial, the chosen one and the best by CV log-loss, and how the model family was
+    chosen: each family's best figure under `criterion`."""
 
     trials: list[tune.Trial]
     chosen: tune.Trial
     best: tune.Trial
+    family_scores: dict[str, float] = field(default_factory=dict)
+    criterion: str = "the search's cross-validated log-loss"
+
+    def best_of(self, family: str) -> tune.Trial | None:
+        """The best trial of one model family (None when the family was not searched)."""
+        own = [t for t in self.trials if tune.family(t.params) == family]
+        return min(own, key=lambda t: t.cv_log_loss) if own else None
+
+    def family_choice(self) -> dict:
+        """The chosen family, the criterion and every family's figure (model metadata, card)."""
+        return {"family": tune.family(self.chosen.params), "criterion": self.criterion,
+                "log_loss": {k: round(v, 5) for k, v in self.family_scores.items()}}
 
 
 def search(prep: Prepared, cfg: TrainConfig, seed: int,
            on_trial: Callable[[tune.Trial], None] | None = None) -> SearchResult:
-    """The bounded hyper-parameter search on the training split."""
+    """The bounded hyper-parameter search on the training split (both model families' candidates)."""
     tr = prep.tr
     trials = tune.search(prep.X.iloc[tr], prep.target[tr], prep.folds, cfg, seed, on_trial=on_trial)
-    return SearchResult(trials, tune.choose(trials, cfg.cost_tolerance), min(trials, key=lambda t: t.cv_log_loss))
+    found = SearchResult(trials, tune.choose(trials, cfg.cost_tolerance), min(trials, key=lambda t: t.cv_log_loss))
+    for fam in ("xgboost", "spline"):
+        if (t := found.best_of(fam)) is not None:
+            found.family_scores[fam] = t.cv_log_loss
+    return found
 
 
 @dataclass
@@ -135,7 +152,7 @@ def calibrate(prep: Prepared, trial: tune.Trial, cfg: TrainConfig, seed: int) ->
     spread = None
     if prep.link == NORMAL_SPREAD:
         r2 = tune.squared_residuals(prep.target[tr], oof)
-        oof_v, v_rounds, v_params = tune.oof_spread(Xtr, r2, prep.folds, cfg, seed)
+        oof_v, v_rounds, v_params = tune.oof_spread(Xtr, r2, prep.folds, cfg, seed, params)
         spread, oof = SpreadFit(r2, v_rounds, v_params), np.column_stack([oof[:, 0], oof_v])
         fitted = tune.fit_spread_calibration(oof, ytr, t)
     else:
@@ -148,19 +165,25 @@ def calibrate(prep: Prepared, trial: tune.Trial, cfg: TrainConfig, seed: int) ->
 
 
 def fit(prep: Prepared, chosen: tune.Trial, calib: Calibrated, cfg: TrainConfig, seed: int,
-        reference: bool = True) -> EIHPredictor:
-    """The final booster on the whole training split, wrapped with its metadata (and the
-    explanations' reference for drift unless `reference` is False: a validation fold's model)."""
+        reference: bool = True, family_choice: dict | None = None) -> EIHPredictor:
+    """The final booster (or additive outputs) on the whole training split, wrapped with its
+    metadata (and the explanations' reference for drift unless `reference` is False: a
+    validation fold's model); `family_choice` (`SearchResult.family_choice`) is stored with it."""
     tr = prep.tr
     Xtr, ytr = prep.X.iloc[tr], prep.y[tr]
     boosters = [tune.fit_final(Xtr, prep.target[tr], calib.params, calib.n_rounds)]
     outputs = (ORDINAL_OUTPUT,) if prep.n_out == 1 else RESPONSES
-    shape = {"max_depth": chosen.params["max_depth"], "n_rounds": chosen.n_rounds, "n_outputs": prep.n_out,
-             "explain_cost_proxy": chosen.cost}
+    family = tune.family(chosen.params)
+    shape = {"family": family, "n_outputs": prep.n_out, "explain_cost_proxy": chosen.cost}
+    if family == "xgboost":
+        shape.update(max_depth=chosen.params["max_depth"], n_rounds=chosen.n_rounds)
+    else:
+        shape.update(n_knots=chosen.params["n_knots"])
     if calib.spread is not None:
         boosters.append(tune.fit_final(Xtr, calib.spread.r2, calib.spread.params, calib.spread.n_rounds))
         outputs += (SPREAD_OUTPUT,)
-        shape.update(spread_max_depth=cfg.spread_max_depth, spread_n_rounds=calib.spread.n_rounds)
+        if family == "xgboost":
+            shape.update(spread_max_depth=cfg.spread_max_depth, spread_n_rounds=calib.spread.n_rounds)
     unc = calibrate_uncertainty(ytr, prep.target[tr], calib.oof, calib.cal, prep.link,
                                 prep.df["pain_condition"].iloc[tr], cfg)
     meta = ModelMeta(
@@ -182,6 +205,8 @@ def fit(prep: Prepared, chosen: tune.Trial, calib: Calibrated, cfg: TrainConfig,
     predictor = EIHPredictor(boosters, meta)
     if not reference:
         return predictor
+    if family_choice is not None:
+        meta.extra["family_choice"] = family_choice
     pooling = fit_pooling(predictor, prep.X, prep.target, prep.df, tr, calib.params, calib.n_rounds, seed)
     if pooling is not None:  # how /recommend ranks protocols (model_runtime/protocol_grid.py)
         meta.extra["pooling"] = pooling
@@ -328,7 +353,7 @@ def run_steps(prep: Prepared, cfg: TrainConfig, seed: int, oracle_P: np.ndarray 
 
     found = step("search", lambda: search(prep, cfg, seed, on_trial))
     calib = step("calibrate", lambda: calibrate(prep, found.chosen, cfg, seed))
-    predictor = step("fit", lambda: fit(prep, found.chosen, calib, cfg, seed))
+    predictor = step("fit", lambda: fit(prep, found.chosen, calib, cfg, seed, family_choice=found.family_choice()))
 
     def _evaluate() -> Evaluation:
         ev = evaluate(prep, predictor, cfg, seed, oracle_P)

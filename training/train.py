@@ -103,7 +103,7 @@ def _log_start(prep: steps.Prepared, cfg: TrainConfig, seed: int, data: Path, dr
 class _RunLog:
     """The step hook of `steps.run_steps`: progress on the console, metrics to MLflow."""
 
-    def __init__(self, console, exp_id: str, n_trials: int):
+    def __init__(self, console, exp_id: str, n_trials: int, family_by_search: bool = True):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.console, self.exp_id = console, exp_id
@@ -113,6 +113,7 @@ class _RunLog:
                                  disable=not console.is_terminal)
         self.task = self.progress.add_task("search", total=n_trials, best="-")
         self.best, self.status = np.inf, None
+        self.family_by_search = family_by_search  # else a "choose" step decides the family
 
     def on_trial(self, t: tune.Trial) -> None:
         import mlflow
@@ -138,7 +139,8 @@ class _RunLog:
         if step == "search":
             self.progress.start()
             return
-        text = {"calibrate": "calibrating on out-of-fold predictions", "fit": "fitting the final model",
+        text = {"choose": "choosing the model family by repeated cross-validation",
+                "calibrate": "calibrating on out-of-fold predictions", "fit": "fitting the final model",
                 "evaluate": "evaluating on the test split (bootstrap intervals)"}[step]
         self.status = self.console.status(text)
         self.status.start()
@@ -148,13 +150,26 @@ class _RunLog:
 
         self.progress.stop()
         chosen, best = found.chosen, found.best
-        self.console.print(
-            f"chosen: trial {chosen.number} (depth {chosen.params['max_depth']}, {chosen.n_rounds} rounds, "
-            f"CV log-loss {chosen.cv_log_loss:.4f}; best {best.cv_log_loss:.4f} at cost {best.cost:.0f} vs {chosen.cost:.0f})")
+        self.console.print(f"search: best {describe(chosen)} (CV log-loss {chosen.cv_log_loss:.4f}; "
+                           f"best {best.cv_log_loss:.4f} at cost {best.cost:.0f} vs {chosen.cost:.0f})")
         mlflow.log_params({f"chosen_{k}": v for k, v in chosen.params.items()}
                           | {"chosen_n_rounds": chosen.n_rounds, "chosen_trial": chosen.number})
         mlflow.log_metrics({"cv_log_loss_chosen": chosen.cv_log_loss, "cv_log_loss_best": best.cv_log_loss,
                             "explain_cost_chosen": chosen.cost, "explain_cost_best": best.cost})
+        if self.family_by_search:
+            self._family(found)
+
+    def _end_choose(self, result: tuple[steps.SearchResult, object]) -> None:
+        self._family(result[0])
+
+    def _family(self, found: steps.SearchResult) -> None:
+        import mlflow
+
+        choice = found.family_choice()
+        scores = ", ".join(f"{k} {v:.4f}" for k, v in choice["log_loss"].items())
+        self.console.print(f"model family: {choice['family']} ({choice['criterion']}: {scores})", highlight=False)
+        mlflow.set_tag("model_family", choice["family"])
+        mlflow.log_metrics({f"family_log_loss_{k}": v for k, v in choice["log_loss"].items()})
 
     def _end_calibrate(self, c: steps.Calibrated) -> None:
         import mlflow
@@ -171,6 +186,13 @@ class _RunLog:
         import mlflow
 
         mlflow.log_metrics(ev.metrics)
+
+
+def describe(trial: tune.Trial) -> str:
+    """A candidate in words: its family and shape."""
+    if tune.family(trial.params) == "spline":
+        return f"candidate {trial.number}: penalized splines ({trial.params['n_knots']} knots per number)"
+    return f"candidate {trial.number}: gradient-boosted trees (depth {trial.params['max_depth']}, {trial.n_rounds} rounds)"
 
 
 def _print_sample_size(console, prep: steps.Prepared, resampled: bool) -> None:
@@ -230,7 +252,7 @@ def train(data: str | Path, *, oracle: str | Path | None = None, cfg: TrainConfi
     with mlflow.start_run(experiment_id=exp_id, run_name=f"train-{data.stem}") as run:
         _log_start(prep, cfg, seed, data, dropped, oracle is not None)
         mlflow.set_tags({"protocols": protocols, "after_bout_fields": str(cfg.use_after_bout_fields).lower()})
-        log = _RunLog(console, exp_id, cfg.n_trials)
+        log = _RunLog(console, exp_id, cfg.n_trials, family_by_search=not resampled)
         if resampled:
             trained = internal.run_resampled(prep, cfg, seed, oracle_P, on_trial=log.on_trial, on_step=log)
         else:

@@ -24,6 +24,7 @@ from scipy.optimize import minimize
 
 from data_contracts.labels import response_codes
 from model_runtime.links import NORMAL_SPREAD, ORDINAL, SOFTMAX, MarginCalibration, margins_to_proba
+from training import spline
 from training.config import TrainConfig
 from training.metrics import log_loss
 
@@ -160,12 +161,27 @@ def search(
             on_trial(t)
         return ll
 
-    study.optimize(objective, n_trials=cfg.n_trials)
+    if "xgboost" in cfg.families:
+        study.optimize(objective, n_trials=cfg.n_trials)
+    if "spline" in cfg.families and cfg.ordinal:
+        t = Trial(len(trials), spline.params(), spline.cv_log_loss(X, target, folds, cfg.label_threshold_pct), 0, 0.0)
+        trials.append(t)
+        if on_trial:
+            on_trial(t)
+    if not trials:
+        raise ValueError("the spline family models the expected change: it needs model = distributional or ordinal")
     return trials
+
+
+def family(params: dict) -> str:
+    """The model family of a configuration: "spline" or "xgboost"."""
+    return spline.FAMILY if spline.is_spline(params) else "xgboost"
 
 
 def suggest_params_only(params: dict) -> dict:
     """The searched parameters of a full XGBoost parameter dict (what a `Trial` keeps)."""
+    if spline.is_spline(params):
+        return dict(params)
     keep = ("max_depth", "learning_rate", "min_child_weight", "subsample", "colsample_bytree", "reg_lambda", "gamma")
     return {k: params[k] for k in keep}
 
@@ -179,6 +195,8 @@ def choose(trials: list[Trial], tolerance: float) -> Trial:
 
 def oof_margins(X: pd.DataFrame, target: np.ndarray, folds, params: dict, n_rounds: int, n_out: int) -> np.ndarray:
     """Out-of-fold raw margins (n, n_out) of one configuration (for the calibration)."""
+    if spline.is_spline(params):
+        return spline.oof_margins(X, target, folds, params)
     out = np.zeros((len(X), n_out))
     for tr, va in folds:
         b = xgb.train(params, dmatrix(X.iloc[tr], target[tr]), num_boost_round=n_rounds)
@@ -186,8 +204,11 @@ def oof_margins(X: pd.DataFrame, target: np.ndarray, folds, params: dict, n_roun
     return out
 
 
-def fit_final(X: pd.DataFrame, target: np.ndarray, params: dict, n_rounds: int) -> xgb.Booster:
-    """A booster trained on all of X for exactly `n_rounds` (no early stopping)."""
+def fit_final(X: pd.DataFrame, target: np.ndarray, params: dict, n_rounds: int):
+    """A booster trained on all of X for exactly `n_rounds` (no early stopping), or the spline
+    family's additive output."""
+    if spline.is_spline(params):
+        return spline.fit(X, target, params)
     return xgb.train(params, dmatrix(X, target), num_boost_round=n_rounds)
 
 
@@ -297,9 +318,14 @@ def squared_residuals(target: np.ndarray, mean_margins: np.ndarray) -> np.ndarra
     return np.maximum((target - mean_margins.reshape(-1)) ** 2, 1e-3)
 
 
-def oof_spread(X: pd.DataFrame, r2: np.ndarray, folds, cfg: TrainConfig, seed: int) -> tuple[np.ndarray, int, dict]:
+def oof_spread(X: pd.DataFrame, r2: np.ndarray, folds, cfg: TrainConfig, seed: int,
+               mean_params: dict | None = None) -> tuple[np.ndarray, int, dict]:
     """Out-of-fold log-variance margins of the spread booster, its number of rounds (by early
-    stopping on the CV gamma deviance) and its parameters."""
+    stopping on the CV gamma deviance) and its parameters; for a spline-family mean, the
+    family's gamma regression instead (0 rounds)."""
+    if mean_params is not None and spline.is_spline(mean_params):
+        params = {**mean_params, "output": "spread", "seed": seed}
+        return spline.oof_margins(X, r2, folds, params)[:, 0], 0, params
     params = spread_params(cfg, seed, float(np.mean(r2)))
     res = xgb.cv(params, dmatrix(X, r2), num_boost_round=cfg.spread_max_rounds, folds=folds,
                  early_stopping_rounds=cfg.early_stopping_rounds, metrics="gamma-deviance", seed=seed, verbose_eval=False)

@@ -36,6 +36,12 @@ OFFSET_ROUNDS, OFFSET_PARAMS = 20, {"objective": "reg:squarederror", "max_depth"
                                     "max_cat_to_onehot": 1, "nthread": 2}
 
 
+def ladder(parent: EIHPredictor) -> tuple[str, ...]:
+    """The steps open to a parent: `refit_offset` continues a booster, so a spline-family parent
+    (additive outputs) climbs only as far as `recalibrate`."""
+    return STEPS[:3] if parent.additive else STEPS
+
+
 def _with(parent: EIHPredictor, cal: MarginCalibration, boosters=None) -> EIHPredictor:
     meta = replace(parent.meta, calibration=cal, extra=dict(parent.meta.extra))
     return EIHPredictor(list(boosters or parent.boosters), meta)
@@ -87,13 +93,13 @@ def fit_step(step: str, parent: EIHPredictor, df: pd.DataFrame, y: np.ndarray) -
 
 def out_of_fold(parent: EIHPredictor, df: pd.DataFrame, y: np.ndarray, repeats: int, folds: int,
                 seed: int) -> dict[str, np.ndarray]:
-    """(repeats, n, 3) out-of-fold probabilities of every step on the site's people."""
+    """(repeats, n, 3) out-of-fold probabilities of every step of the parent's ladder on the site's people."""
     n = len(df)
-    out = {s: np.zeros((repeats, n, 3)) for s in STEPS}
+    out = {s: np.zeros((repeats, n, 3)) for s in ladder(parent)}
     for r in range(repeats):
         skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed + 1000 * (r + 1))
         for tr, te in skf.split(np.zeros(n), y):
-            for s in STEPS:
+            for s in out:
                 out[s][r, te] = fit_step(s, parent, df.iloc[tr], y[tr]).predict_proba(df.iloc[te])
     return out
 
@@ -113,7 +119,7 @@ def choose(oof: dict[str, np.ndarray], y: np.ndarray, n_boot: int = 500, seed: i
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, len(y), (n_boot, len(y)))
     chosen = STEPS[0]
-    for s in STEPS[1:]:
+    for s in [s for s in STEPS[1:] if s in oof]:
         d = (per[s] - per[chosen])[draws].mean(axis=1)
         if np.quantile(d, 0.975) < 0:
             chosen = s
