@@ -135,8 +135,9 @@ def _missing_data(meta) -> list[str]:
 SPLINE_KIND = (
     "Penalized spline regression (scikit-learn): the expected change of eih_pct is an intercept plus one smooth"
     " function of each field (cubic B-splines with {knots} knots at quantiles of the training values; one value per"
-    " category; a missing value imputed at the median plus its own indicator), with an elastic-net penalty (half lasso, half"
-    " ridge: a field without evidence gets a flat function) whose strength is chosen by 5-fold cross-validation; the spread of the measured change around it is a penalized gamma regression"
+    " category; a missing value imputed at the median plus its own indicator), with an elastic-net penalty (half lasso,"
+    " half ridge: a field without evidence gets a flat function) whose strength is chosen by 5-fold"
+    " cross-validation; the spread of the measured change around it is a penalized gamma regression"
     " (log link) of the out-of-fold squared residuals on the same functions. Each person's class probabilities are"
     " those of eih_pct ~ Normal(expected change, that person's spread) beyond the +/- threshold. The model is"
     " additive: every person gets the same shape of response to intensity and duration within a modality, which is"

@@ -6,7 +6,8 @@ knots at quantiles of the training values; a linear term for a field with few di
 values; a missing value imputed at the median plus an indicator of its own), one value
 per category (missing its own level). The coefficients are an elastic-net regression
 (`ElasticNetCV` on the standardized design, the penalty's strength by 5-fold CV), so the
-shape functions shrink toward flat, and fields without evidence drop out, as the evidence thins. The spread of the change is a gamma
+shape functions shrink toward flat, and fields without evidence drop out, as the
+evidence thins. The spread of the change is a gamma
 regression with a log link (`GammaRegressor`, penalty by 3-fold CV deviance) of the
 out-of-fold squared residuals on the same design, so both outputs feed the same
 `normal_spread` link as the gradient-boosted model, and both are additive, so their
