@@ -8,9 +8,11 @@ and does a site update help?
    cross-validation (training.internal.run_resampled), scored on `--fresh` new people of the
    same site: the model's oracle capture (truth = p_site_*) beside the best baseline's (fitted
    on the same cohort), and the card's internal capture estimate beside the fresh figure.
-2. A parent model (the largest size, seed 0) is updated on 200 people of the most shifted of 4
-   simulated sites (training.update_steps, step chosen by cross-validation on those 200) and
-   scored on fresh people of that site: capture without and with the update.
+2. A parent model (the largest size, seed 0, trained at the pooled reference site) is updated
+   on 200 people of each of 8 simulated sites (one of each site profile: algometer scale,
+   examiner noise, minutes between bout and re-test, response shift; training.update_steps,
+   step chosen by cross-validation on those 200) and scored on fresh people of that site:
+   capture without and with the update, site by site.
 Prints one line per case and a summary; nothing is written.
 """
 
@@ -57,22 +59,26 @@ def train_case(n, seed, fresh, cfg):
     return trained.predictor, trained.evaluation.metrics["oracle_capture"], got, best, time.perf_counter() - t0
 
 
+N_SITES = 8  # one site of each simulated site profile
+
+
 def site_people(seed: int, per_site: int):
-    """People of the most shifted of 4 simulated sites: 200 to update on, the rest fresh."""
-    sites = sites_for(4, seed)
-    k = int(np.argmax([abs(s.effect.shift) for s in sites]))
-    df, oracle = simulate(4 * per_site, seed=seed, n_sites=4)
-    v, y, oP = labelled(df.loc[(df["site"] == sites[k].name).to_numpy()], oracle)
-    return (v.iloc[:200], y[:200]), (v.iloc[200:], y[200:], oP[200:]), sites[k].effect.shift
+    """For each of 8 simulated sites: (its site effects, 200 people to update on, the rest fresh)."""
+    df, oracle = simulate(N_SITES * per_site, seed=seed, n_sites=N_SITES)
+    out = []
+    for site in sites_for(N_SITES, seed):
+        v, y, oP = labelled(df.loc[(df["site"] == site.name).to_numpy()], oracle)
+        out.append((site.effect, (v.iloc[:200], y[:200]), (v.iloc[200:], y[200:], oP[200:])))
+    return out
 
 
-def update_case(parent, seed, per_site, repeats):
-    """(shift, step, capture without update, capture with it) on fresh people of the site."""
-    (lv, ly), (fv, fy, foP), shift = site_people(seed, per_site)
+def update_case(parent, local, fresh, repeats, seed):
+    """(step, capture without update, capture with it) on fresh people of one site."""
+    (lv, ly), (fv, fy, foP) = local, fresh
     step, _ = update_steps.choose(update_steps.out_of_fold(parent, lv, ly, repeats, 5, seed), ly, seed=seed)
     child = update_steps.fit_step(step, parent, lv, ly)
     prior = np.bincount(ly, minlength=3) / len(ly)
-    return shift, step, capture(fy, parent.predict_proba(fv), prior, foP), capture(fy, child.predict_proba(fv), prior, foP)
+    return step, capture(fy, parent.predict_proba(fv), prior, foP), capture(fy, child.predict_proba(fv), prior, foP)
 
 
 def main() -> None:
@@ -91,12 +97,20 @@ def main() -> None:
         for s in a.seeds:
             model, est, got, best, sec = train_case(n, s, fresh, cfg)
             parent = model if (n == max(a.sizes) and s == a.seeds[0]) else parent
-            print(f"n={n} seed={s}: fresh capture {got:.3f} (best baseline {best:.3f}; model - baseline {got - best:+.3f});"
-                  f" internal estimate {est:.3f} (error {est - got:+.3f}); {sec:.0f} s", flush=True)
-    for s in a.seeds:
-        shift, step, before, after = update_case(parent, 3 + s, a.fresh + 200, a.repeats)
-        print(f"site update seed={3 + s} (site shift {shift:+.1f}): step {step}; fresh capture {before:.3f} -> {after:.3f}"
-              f" ({after - before:+.3f})", flush=True)
+            fam = model.meta.extra["family_choice"]
+            scores = ", ".join(f"{k} {v:.4f}" for k, v in fam["log_loss"].items())
+            print(f"n={n} seed={s}: family {fam['family']} (out-of-fold log-loss {scores}); fresh capture {got:.3f}"
+                  f" (best baseline {best:.3f}; model - baseline {got - best:+.3f}); internal estimate {est:.3f}"
+                  f" (error {est - got:+.3f}); {sec:.0f} s", flush=True)
+    per_site = max(2200, a.fresh // 4 + 200)
+    diffs = []
+    for effect, local, fresh_site in site_people(3, per_site):
+        step, before, after = update_case(parent, local, fresh_site, a.repeats, 3)
+        diffs.append(after - before)
+        print(f"site update (scale x{np.exp(effect.log_scale):.2f}, noise x{effect.noise:.2f}, re-test after"
+              f" {effect.delay_min:.0f} min, response shift {effect.shift:+.2f}): step {step}; fresh capture"
+              f" {before:.3f} -> {after:.3f} ({after - before:+.3f})", flush=True)
+    print(f"site updates: largest lift {max(diffs):+.3f}, worst change {min(diffs):+.3f} (aim: never below -0.02)")
 
 
 if __name__ == "__main__":

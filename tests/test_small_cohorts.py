@@ -81,7 +81,7 @@ def test_a_model_that_loses_to_its_baseline_is_never_promoted(tmp_path, monkeypa
     v.to_csv(path, index=False)
     # three rounds of depth-1 stumps at a tiny learning rate: barely moves from the prior
     bad = TrainConfig(n_trials=1, cv_folds=3, bootstrap=100, max_rounds=3, early_stopping_rounds=1, cv_repeats=1,
-                      search=SearchSpace(max_depth=(1, 1), learning_rate=(0.02, 0.021)))
+                      search=SearchSpace(max_depth=(1, 1), learning_rate=(0.02, 0.021)), families=("xgboost",))
     res = train(path, cfg=bad, seed=0, registered_model="clinic", console=Console(quiet=True))
     assert not res.promoted and "does not beat the best baseline" in res.gate_message
     client = MlflowClient()

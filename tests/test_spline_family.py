@@ -176,3 +176,10 @@ def test_families_are_validated():
         load_config(None, families=["forest"])
     with pytest.raises(ValueError, match="families must be"):
         load_config(None, families=[])
+
+
+def test_eih_train_refuses_an_unknown_family(cli_runner, tmp_path):
+    from eih.cli import app
+
+    r = cli_runner.invoke(app, ["train", "--data", str(tmp_path / "none.csv"), "--family", "forest"])
+    assert r.exit_code == 2 and "--family must be auto, xgboost or spline" in r.output

@@ -61,8 +61,13 @@ def test_nested_search_runs(trained_model, client):
     children = client.search_runs(
         [run.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{run.info.run_id}'"
     )
-    assert len(children) == trained_model.cfg.n_trials
-    assert all("cv_log_loss" in c.data.metrics and "max_depth" in c.data.params for c in children)
+    # the searched boosted configurations and the penalized spline candidate, one nested run each
+    assert len(children) == trained_model.cfg.n_trials + 1
+    assert all("cv_log_loss" in c.data.metrics for c in children)
+    splines = [c for c in children if c.data.params.get("family") == "spline"]
+    assert len(splines) == 1 and all("max_depth" in c.data.params for c in children if c not in splines)
+    assert run.data.tags["model_family"] in ("xgboost", "spline")
+    assert {"family_log_loss_xgboost", "family_log_loss_spline"} <= set(run.data.metrics)
 
 
 def test_artifacts_and_model_card(trained_model, client, tmp_path):
@@ -175,7 +180,8 @@ def test_champion_gate_keeps_better_champion(trained_model, client):
     before = client.get_model_version_by_alias("eih-responder", "champion").version
     # same test rows are not guaranteed, but a tiny model should lose on its own test split
     cfg = TrainConfig(n_trials=1, cv_folds=3, bootstrap=20, max_rounds=3, early_stopping_rounds=1, validation="holdout",
-                      search=TrainConfig().search.__class__(max_depth=(1, 1), learning_rate=(0.02, 0.021)))
+                      search=TrainConfig().search.__class__(max_depth=(1, 1), learning_rate=(0.02, 0.021)),
+                      families=("xgboost",))
     res = train(path, cfg=cfg, seed=1, console=Console(quiet=True))
     after = client.get_model_version_by_alias("eih-responder", "champion").version
     assert res.promoted is False and after == before

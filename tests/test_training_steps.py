@@ -36,7 +36,10 @@ def test_the_chain_trains_in_memory_without_a_tracking_store(cohort, monkeypatch
 
     assert seen == [("search", True), ("search", False), ("calibrate", True), ("calibrate", False),
                     ("fit", True), ("fit", False), ("evaluate", True), ("evaluate", False)]
-    assert len(trained.search.trials) == 2 and trained.search.chosen in trained.search.trials
+    # two searched boosted configurations and the penalized spline candidate
+    assert len(trained.search.trials) == 3 and trained.search.chosen in trained.search.trials
+    assert [t.params.get("family") for t in trained.search.trials].count("spline") == 1
+    assert set(trained.search.family_scores) == {"xgboost", "spline"}
     assert len(prep.tr) + len(prep.te) == len(valid) and not set(prep.tr) & set(prep.te)
     ev = trained.evaluation
     assert ev.P.shape == (len(prep.te), 3) and np.allclose(ev.P.sum(axis=1), 1.0)
@@ -95,7 +98,7 @@ def test_monotone_option_makes_the_expected_change_follow_the_literature(cohort)
     from training.tune import MONOTONE
 
     valid, y, _ = cohort
-    cfg = TrainConfig(n_trials=1, cv_folds=3, bootstrap=20, max_rounds=150, monotone=True)
+    cfg = TrainConfig(n_trials=1, cv_folds=3, bootstrap=20, max_rounds=150, monotone=True, families=("xgboost",))
     prep = steps.prepare(valid, y, cfg, seed=4)
     pred = steps.run_steps(prep, cfg, 4).predictor
     trained_with = json.loads(pred.boosters[0].save_config())["learner"]["gradient_booster"]["tree_train_param"]

@@ -24,15 +24,20 @@ def train_cmd(
         None, "--label-threshold-pct", "--threshold",
         help="Label threshold in % of the PPT change (default 10). One re-test's smallest detectable change is about "
         "28-58 %, so 30 labels only changes beyond measurement error."),
-    model: str | None = typer.Option(None, "--model", help="ordinal (default: regression of the measured eih_pct, "
-                                     "probabilities through a normal residual) or multiclass (one softmax margin per class)."),
+    model: str | None = typer.Option(None, "--model", help="distributional (default: the expected change of eih_pct and "
+                                     "each person's spread, probabilities through that normal distribution), ordinal (one "
+                                     "spread for everyone) or multiclass (one softmax margin per class)."),
+    family: str = typer.Option("auto", "--family", help="auto (default: gradient-boosted trees and penalized splines, the "
+                               "one with the lower cross-validated log-loss wins; below 5,000 rows by repeated CV), "
+                               "xgboost or spline (only that family)."),
     protocols: str | None = typer.Option(None, "--protocols", help="randomized or observational: whether each person's "
                                          "protocol in the data was assigned independently of the person (randomized or "
                                          "crossover trials). Only a model trained on randomized protocols gives a causal "
                                          "protocol ranking (eih recommend, POST /recommend). Default: randomized with "
                                          "--oracle (an eih simulate cohort), observational otherwise."),
 ) -> None:
-    """Tune, calibrate, evaluate and register an XGBoost responder model.
+    """Tune, calibrate, evaluate and register a responder model (gradient-boosted trees or
+    penalized splines, chosen by validation).
 
     Writes one MLflow run (nested runs for the search) to the project store
     (sqlite:///mlruns/mlflow.db unless MLFLOW_TRACKING_URI is set), registers the model
@@ -47,7 +52,10 @@ def train_cmd(
 
     console = Console()
     try:
-        cfg = load_config(config, n_trials=n_trials, label_threshold_pct=threshold, model=model)
+        if family not in ("auto", "xgboost", "spline"):
+            raise ValueError("--family must be auto, xgboost or spline")
+        cfg = load_config(config, n_trials=n_trials, label_threshold_pct=threshold, model=model,
+                          families=None if family == "auto" else [family])
         result = train(data, oracle=oracle, cfg=cfg, seed=seed, experiment=experiment,
                        registered_model=registered_model, console=console, protocols=protocols)
     except (ContractFileError, TrainingDataError, ValueError, FileNotFoundError) as exc:

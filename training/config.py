@@ -73,7 +73,8 @@ class TrainConfig:
     monotone: bool = False
     """Constrain the expected change to move with the literature's firm directions
     (`tune.MONOTONE`: up with CPM and self-efficacy, down with catastrophizing and central
-    sensitization) for every person and protocol; the spread stays free. Off by default:
+    sensitization) for every person and protocol; the spread stays free; the spline family is
+    not searched (its curves are not constrained). Off by default:
     `benchmarks/model_bench.py --monotone` measures it against the free model."""
     bootstrap: int = 200
     risk_moderate: float = 0.20

@@ -112,7 +112,8 @@ def _predictors(meta) -> list[str]:
     return [
         "## Predictors",
         f"Data contract {CONTRACT_VERSION}; one model input per contract field ({len(fields)}): " + ", ".join(fields) + ".",
-        "Categorical fields use XGBoost's native categorical support, so each explanation is one value per field.",
+        "Categorical fields enter whole (XGBoost's native categorical splits, or one value per category in the"
+        " spline family), so each explanation is one value per field.",
         *([f"Derived feature{'s' if len(derived) > 1 else ''}, explained under {'their' if len(derived) > 1 else 'its'} own"
            " name beside the fields: " + "; ".join(
                f"{d} ({DERIVED[d].label[:1].lower() + DERIVED[d].label[1:]}, from {', '.join(DERIVED[d].inputs)})"
