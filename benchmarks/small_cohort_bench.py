@@ -47,7 +47,8 @@ def capture(y, P, prior, oP) -> float:
 
 
 def train_case(n, seed, fresh, cfg):
-    """(model, internal capture, fresh capture, best baseline's fresh capture, seconds)."""
+    """(model, internal capture (point, CI low, CI high), fresh capture, best baseline's fresh
+    capture, seconds)."""
     t0 = time.perf_counter()
     v, y, oP = labelled(*simulate(n, seed=100 + seed, n_sites=1))
     trained = internal.run_resampled(internal.prepare_all(v, y, cfg, seed), cfg, seed, oP)
@@ -56,7 +57,9 @@ def train_case(n, seed, fresh, cfg):
     got = capture(fy, trained.predictor.predict_proba(fv), prior, foP)
     base = baselines.fit_baselines(v, y, fv, seed, cfg.derived_features, cfg.predictors)
     best = max(capture(fy, Q, prior, foP) for k, Q in base.items() if k != "null")
-    return trained.predictor, trained.evaluation.metrics["oracle_capture"], got, best, time.perf_counter() - t0
+    m = trained.evaluation.metrics
+    est = (m["oracle_capture"], m["oracle_capture_ci_low"], m["oracle_capture_ci_high"])
+    return trained.predictor, est, got, best, time.perf_counter() - t0
 
 
 N_SITES = 8  # one site of each simulated site profile
@@ -100,8 +103,9 @@ def main() -> None:
             fam = model.meta.extra["family_choice"]
             scores = ", ".join(f"{k} {v:.4f}" for k, v in fam["log_loss"].items())
             print(f"n={n} seed={s}: family {fam['family']} (out-of-fold log-loss {scores}); fresh capture {got:.3f}"
-                  f" (best baseline {best:.3f}; model - baseline {got - best:+.3f}); internal estimate {est:.3f}"
-                  f" (error {est - got:+.3f}); {sec:.0f} s", flush=True)
+                  f" (best baseline {best:.3f}; model - baseline {got - best:+.3f}); internal estimate {est[0]:.3f}"
+                  f" (error {est[0] - got:+.3f}; 95 % CI {est[1]:.3f}-{est[2]:.3f}"
+                  f" {'covers' if est[1] <= got <= est[2] else 'misses'} the fresh figure); {sec:.0f} s", flush=True)
     per_site = max(2200, a.fresh // 4 + 200)
     diffs = []
     for effect, local, fresh_site in site_people(3, per_site):

@@ -95,3 +95,25 @@ def test_a_model_that_loses_to_its_baseline_is_never_promoted(tmp_path, monkeypa
     local = client.download_artifacts(res.run_id, "report/model_card.md", str(tmp_path))
     card = open(local).read()
     assert "## Internal validation" in card and "not repeated in each fold" in card
+
+
+def test_capture_from_expected_log_loss_is_exact_at_the_ends_and_less_noisy():
+    """The internal capture with an oracle uses expected log-losses: 1 for the truth itself, 0 for
+    the class prior, and on 300 people it moves far less between samples than the capture of
+    realized labels does."""
+    rng = np.random.default_rng(3)
+    n = 20_000
+    truth = rng.dirichlet([3, 2, 1.5], size=n)
+    y = np.array([rng.choice(3, p=p) for p in truth])
+    model = 0.6 * truth + 0.4 * truth.mean(axis=0)  # halfway between the prior and the truth
+    null = np.tile(np.bincount(y, minlength=3) / n, (n, 1))
+    base = {"null": null[None]}
+    s = internal._draw(y, truth[None], base, truth, None, np.arange(n))
+    assert s["oracle_capture"] == pytest.approx(1.0) and s["oracle_capture_realized"] == pytest.approx(1.0)
+    assert internal._draw(y, null[None], base, truth, None, np.arange(n))["oracle_capture"] == pytest.approx(0.0, abs=1e-9)
+    draws = [internal._draw(y, model[None], base, truth, None, rng.choice(n, 300, replace=False)) for _ in range(60)]
+    expected = np.std([d["oracle_capture"] for d in draws])
+    realized = np.std([d["oracle_capture_realized"] for d in draws])
+    assert expected < realized / 3
+    full = internal._draw(y, model[None], base, truth, None, np.arange(n))
+    assert full["oracle_capture"] == pytest.approx(full["oracle_capture_realized"], abs=0.03)  # one quantity
