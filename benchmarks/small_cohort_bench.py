@@ -2,7 +2,7 @@
 and does a site update help?
 
     .venv/bin/python benchmarks/small_cohort_bench.py [--sizes 300 1000 3000] [--seeds 0 1 2]
-        [--n-trials 8] [--repeats 2] [--fresh 20000]
+        [--n-trials 8] [--repeats 2] [--fresh 20000] [--no-update]
 
 1. For each size and seed: a simulated single-site cohort, trained in memory with repeated
    cross-validation (training.internal.run_resampled), scored on `--fresh` new people of the
@@ -92,6 +92,7 @@ def main() -> None:
     ap.add_argument("--n-trials", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--fresh", type=int, default=20000)
+    ap.add_argument("--no-update", action="store_true", help="only part 1 (the internal estimate)")
     a = ap.parse_args()
     cfg = TrainConfig(n_trials=a.n_trials, cv_repeats=a.repeats, bootstrap=100, max_rounds=400)
     fresh = labelled(*simulate(a.fresh, seed=999, n_sites=1))
@@ -106,6 +107,8 @@ def main() -> None:
                   f" (best baseline {best:.3f}; model - baseline {got - best:+.3f}); internal estimate {est[0]:.3f}"
                   f" (error {est[0] - got:+.3f}; 95 % CI {est[1]:.3f}-{est[2]:.3f}"
                   f" {'covers' if est[1] <= got <= est[2] else 'misses'} the fresh figure); {sec:.0f} s", flush=True)
+    if a.no_update:
+        return
     per_site = max(2200, a.fresh // 4 + 200)
     diffs = []
     for effect, local, fresh_site in site_people(3, per_site):

@@ -13,7 +13,7 @@ from training import internal
 from training.config import TrainConfig
 
 SITE_COLS = ["p_site_hypoalgesia", "p_site_no_change", "p_site_hyperalgesia"]
-FAST = dict(n_trials=1, cv_folds=3, bootstrap=100, max_rounds=80, cv_repeats=2, outer_folds=5)
+FAST = dict(n_trials=1, cv_folds=3, bootstrap=100, max_rounds=80, cv_repeats=2, outer_folds=5, outer_folds_small=5)
 
 
 def _cohort(n: int, seed: int):
@@ -28,6 +28,7 @@ def _cohort(n: int, seed: int):
 def test_auto_validation_switches_at_the_chosen_size():
     cfg = TrainConfig()
     assert internal.use_resampling(4999, cfg) and not internal.use_resampling(5000, cfg)
+    assert cfg.n_outer_folds(999) == 10 and cfg.n_outer_folds(1000) == 5  # 90 % of a few hundred per fold
     assert internal.use_resampling(10**6, TrainConfig(validation="repeated_cv"))
     assert not internal.use_resampling(300, TrainConfig(validation="holdout"))
 

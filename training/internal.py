@@ -4,8 +4,9 @@ fitting procedure after the search, and paired bootstrap comparisons on the same
 Below `TrainConfig.resampling_below` rows (5,000 by default) one held-out split wastes
 people and gives a noisy estimate: a 20 % test split of 300 people is 60 people, and its
 log-loss moves by more than the differences between models. There, the search runs on all
-rows, then `cv_repeats` x `outer_folds` cross-validation refits the calibration and the
-final fit of the tuned configuration in every fold and predicts the left-out fold; the
+rows, then `cv_repeats` x `outer_folds` cross-validation (`outer_folds_small` folds below
+`small_below` rows) refits the calibration and the final fit of the tuned configuration in
+every fold and predicts the left-out fold; the
 final model is fitted on all rows. The search itself is not repeated in each fold, a small
 remaining optimism the card states.
 
@@ -62,7 +63,8 @@ def prepare_all(df: pd.DataFrame, y: np.ndarray, cfg: TrainConfig, seed: int) ->
     'test' part is also every row: it is only evaluated through out-of-fold predictions."""
     base = steps.prepare(df, y, replace(cfg, test_fraction=0.2), seed)
     idx = np.arange(len(df))
-    desc = (f"no held-out split: {cfg.cv_repeats} x {cfg.outer_folds}-fold repeated cross-validation of calibration"
+    desc = (f"no held-out split: {cfg.cv_repeats} x {cfg.n_outer_folds(len(df))}-fold repeated cross-validation of"
+            " calibration"
             f" and final fit (stratified by response, people resampled), final model fitted on all {len(df):,} rows")
     return replace(base, split=Split(idx, idx, "repeated_cv", desc), folds=cv_folds(df, y, cfg.cv_folds, seed))
 
@@ -90,7 +92,7 @@ def out_of_fold(prep: steps.Prepared, chosen, cfg: TrainConfig, seed: int,
     margins = np.zeros((n, 2 if prep.link == "normal_spread" else prep.n_out))
     base: dict[str, np.ndarray] = {}
     for r in range(R):
-        skf = StratifiedKFold(n_splits=cfg.outer_folds, shuffle=True, random_state=seed + 1000 * (r + 1))
+        skf = StratifiedKFold(n_splits=cfg.n_outer_folds(n), shuffle=True, random_state=seed + 1000 * (r + 1))
         for tr, te in skf.split(np.zeros(n), prep.y):
             P[r, te], m = fit_fold(prep, chosen, tr, te, cfg, seed)
             if r == 0:
@@ -121,7 +123,8 @@ def choose_family(prep: steps.Prepared, found: steps.SearchResult, cfg: TrainCon
     scores = {fam: mean_log_loss(prep.y, o.P) for fam, o in oofs.items()}
     fam = min(scores, key=scores.get)
     chosen = next(t for t in candidates if tune.family(t.params) == fam)
-    criterion = f"out-of-fold log-loss of {cfg.cv_repeats} x {cfg.outer_folds}-fold repeated cross-validation"
+    criterion = (f"out-of-fold log-loss of {cfg.cv_repeats} x {cfg.n_outer_folds(len(prep.y))}-fold repeated"
+                 " cross-validation")
     return replace(found, chosen=chosen, family_scores=scores, criterion=criterion), oofs[fam]
 
 
@@ -208,9 +211,9 @@ def as_run_metrics(s: Summary, prefix: str = "test_") -> dict[str, float]:
 def learning_curve(prep: steps.Prepared, chosen, cfg: TrainConfig, seed: int,
                    fractions: tuple[float, ...] = (0.3, 0.6, 1.0)) -> pd.DataFrame:
     """Out-of-fold log-loss of the model and the class prior when each fold's training part is
-    cut to a share of its rows (one repeat of `outer_folds` folds; shares below 100 rows skipped)."""
+    cut to a share of its rows (one repeat of the outer folds; shares below 100 rows skipped)."""
     n, rows = len(prep.df), []
-    skf = StratifiedKFold(n_splits=cfg.outer_folds, shuffle=True, random_state=seed + 7)
+    skf = StratifiedKFold(n_splits=cfg.n_outer_folds(n), shuffle=True, random_state=seed + 7)
     folds = list(skf.split(np.zeros(n), prep.y))
     rng = np.random.default_rng(seed)
     for f in fractions:
@@ -272,7 +275,8 @@ def run_resampled(prep: steps.Prepared, cfg: TrainConfig, seed: int, oracle_P: n
         ev = steps.evaluate(prep, predictor, cfg, seed, oracle_P, oof=oof)
         s = summarize(prep.y, oof.P, oof.baselines, cfg.bootstrap, seed, oracle_P, champion_P)
         apply_summary(ev, s)
-        ev.metrics["validation_repeats"], ev.metrics["validation_folds"] = cfg.cv_repeats, cfg.outer_folds
+        ev.metrics["validation_repeats"] = cfg.cv_repeats
+        ev.metrics["validation_folds"] = cfg.n_outer_folds(len(prep.y))
         ev.extra.update(oof=oof, learning_curve=learning_curve(prep, found.chosen, cfg, seed))
         steps.finalize(prep, predictor, ev)
         return ev
