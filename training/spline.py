@@ -5,10 +5,10 @@ The expected change is intercept + sum_j f_j(x_j): a cubic B-spline of each numb
 knots at quantiles of the training values; a linear term for a field with few distinct
 values; a missing value imputed at the median plus an indicator of its own), one value
 per category (missing its own level). The coefficients are an elastic-net regression
-(`ElasticNetCV` on the standardized design, the penalty's strength by 5-fold CV), so the
+(on the standardized design, the penalty's strength by 5-fold CV in the search), so the
 shape functions shrink toward flat, and fields without evidence drop out, as the
 evidence thins. The spread of the change is a gamma
-regression with a log link (`GammaRegressor`, penalty by 3-fold CV deviance) of the
+regression with a log link (`GammaRegressor`, penalty by CV deviance in the search) of the
 out-of-fold squared residuals on the same design, so both outputs feed the same
 `normal_spread` link as the gradient-boosted model, and both are additive, so their
 explanations are exact.
@@ -26,7 +26,7 @@ import warnings
 import numpy as np
 import pandas as pd
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import ElasticNetCV, GammaRegressor
+from sklearn.linear_model import ElasticNet, ElasticNetCV, GammaRegressor
 from sklearn.metrics import mean_gamma_deviance
 from sklearn.model_selection import KFold
 
@@ -133,49 +133,69 @@ class Design:
         return AdditiveModel(self.fields, shapes, float(intercept) * scale)
 
 
-def fit_mean(X: pd.DataFrame, target: np.ndarray, p: dict) -> AdditiveModel:
-    """The expected change: elastic-net regression on the standardized spline design (the
-    penalty's strength by 5-fold CV), folded back to the design's own scale."""
+def _standardized(X: pd.DataFrame, p: dict) -> tuple[Design, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(design, model matrix, standardized design matrix, centre, scale) of a feature frame."""
     design = Design(X, p.get("n_knots", N_KNOTS))
     M = model_matrix(X)
     D = design.matrix(M)
     centre, scale = D.mean(axis=0), D.std(axis=0)
     scale[scale == 0] = 1.0
+    return design, M, (D - centre) / scale, centre, scale
+
+
+def choose_alpha(X: pd.DataFrame, target: np.ndarray, p: dict) -> float:
+    """The elastic-net penalty's strength by 5-fold CV on these rows (the search does this once;
+    refits in validation folds reuse it, as they reuse a booster's searched parameters)."""
+    _, _, Ds, _, _ = _standardized(X, p)
     net = ElasticNetCV(l1_ratio=L1_RATIO, alphas=N_ALPHAS, cv=KFold(5, shuffle=True, random_state=0), max_iter=5000)
     with warnings.catch_warnings():
         # the weakest penalties of the path may stop short of the tolerance; the CV's choice is
-        # among the strong ones at these sizes, and the final fit at it converges
+        # among the strong ones at these sizes, and the fit at it converges
         warnings.simplefilter("ignore", ConvergenceWarning)
-        net.fit((D - centre) / scale, target)
+        net.fit(Ds, target)
+    return float(net.alpha_)
+
+
+def fit_mean(X: pd.DataFrame, target: np.ndarray, p: dict) -> AdditiveModel:
+    """The expected change: elastic-net regression on the standardized spline design at the
+    penalty `p["alpha"]` (chosen by CV here when absent), folded back to the design's scale."""
+    design, M, Ds, centre, scale = _standardized(X, p)
+    alpha = p["alpha"] if "alpha" in p else choose_alpha(X, target, p)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        net = ElasticNet(alpha=alpha, l1_ratio=L1_RATIO, max_iter=5000).fit(Ds, target)
     coef = net.coef_ / scale
     model = design.additive(coef, float(net.intercept_ - coef @ centre))
     model.set_means(M)
     return model
 
 
-def fit_spread(X: pd.DataFrame, r2: np.ndarray, p: dict, seed: int = 0) -> AdditiveModel:
-    """The log variance: gamma regression (log link) of squared residuals on the same design,
-    the penalty chosen by 3-fold CV deviance."""
-    design = Design(X, p.get("n_knots", N_KNOTS))
-    M = model_matrix(X)
-    D = design.matrix(M)
-    best, best_dev = GAMMA_ALPHAS[-1], np.inf
-    for a in GAMMA_ALPHAS:
-        dev = []
-        for tr, va in KFold(3, shuffle=True, random_state=seed).split(D):
-            g = GammaRegressor(alpha=a, solver="newton-cholesky", max_iter=100).fit(D[tr], r2[tr])
-            dev.append(mean_gamma_deviance(r2[va], g.predict(D[va])))
-        if np.mean(dev) < best_dev:
-            best, best_dev = a, float(np.mean(dev))
-    g = GammaRegressor(alpha=best, solver="newton-cholesky", max_iter=100).fit(D, r2)
-    model = design.additive(g.coef_, g.intercept_)
+def _gamma(D: np.ndarray, r2: np.ndarray, alpha: float) -> GammaRegressor:
+    return GammaRegressor(alpha=alpha, solver="newton-cholesky", max_iter=100).fit(D, r2)
+
+
+def choose_spread_alpha(X: pd.DataFrame, r2: np.ndarray, folds, p: dict) -> float:
+    """The gamma regression's penalty by CV deviance over `folds` (once, in the search)."""
+    _, _, Ds, _, _ = _standardized(X, p)
+    dev = {a: np.mean([mean_gamma_deviance(r2[va], _gamma(Ds[tr], r2[tr], a).predict(Ds[va])) for tr, va in folds])
+           for a in GAMMA_ALPHAS}
+    return float(min(dev, key=dev.get))
+
+
+def fit_spread(X: pd.DataFrame, r2: np.ndarray, p: dict) -> AdditiveModel:
+    """The log variance: gamma regression (log link) of squared residuals on the same
+    (standardized) design at the penalty `p["spread_alpha"]`."""
+    design, M, Ds, centre, scale = _standardized(X, p)
+    g = _gamma(Ds, r2, p.get("spread_alpha", 1e-2))
+    coef = g.coef_ / scale
+    model = design.additive(coef, float(g.intercept_ - coef @ centre))
     model.set_means(M)
     return model
 
 
 def fit(X: pd.DataFrame, target: np.ndarray, p: dict) -> AdditiveModel:
     """One output of the family: the spread when `p` says so, else the expected change."""
-    return fit_spread(X, target, p, p.get("seed", 0)) if p.get("output") == "spread" else fit_mean(X, target, p)
+    return fit_spread(X, target, p) if p.get("output") == "spread" else fit_mean(X, target, p)
 
 
 def oof_margins(X: pd.DataFrame, target: np.ndarray, folds, p: dict) -> np.ndarray:
@@ -186,13 +206,19 @@ def oof_margins(X: pd.DataFrame, target: np.ndarray, folds, p: dict) -> np.ndarr
     return out
 
 
-def cv_log_loss(X: pd.DataFrame, target: np.ndarray, folds, threshold_pct: float) -> float:
-    """The search's criterion for this family: the mean over folds of the three-class log-loss
-    of the expected change with the fold's residual spread (as `tune.cv_metric` scores a booster)."""
-    out = []
+def candidate(X: pd.DataFrame, target: np.ndarray, folds, threshold_pct: float) -> tuple[dict, float]:
+    """The search's spline candidate: its parameters (both penalties chosen here, once) and its
+    criterion, the mean over folds of the three-class log-loss of the expected change with the
+    fold's residual spread (as `tune.cv_metric` scores a booster)."""
+    p = params()
+    p["alpha"] = choose_alpha(X, target, p)
+    out, oof = [], np.zeros(len(X))
+    M = model_matrix(X)
     for tr, va in folds:
-        mu = fit_mean(X.iloc[tr], target[tr], params()).margins(model_matrix(X.iloc[va]))
+        mu = fit_mean(X.iloc[tr], target[tr], p).margins(M[va])
+        oof[va] = mu
         sigma = float(np.sqrt(np.mean((target[va] - mu) ** 2)))
         P = margins_to_proba(mu[:, None], ORDINAL, sigma, threshold_pct)
         out.append(log_loss(response_codes(target[va], threshold_pct), P))
-    return float(np.mean(out))
+    p["spread_alpha"] = choose_spread_alpha(X, np.maximum((target - oof) ** 2, 1e-3), folds, p)
+    return p, float(np.mean(out))

@@ -164,7 +164,7 @@ def search(
     if "xgboost" in cfg.families:
         study.optimize(objective, n_trials=cfg.n_trials)
     if "spline" in cfg.families and cfg.ordinal and not cfg.monotone:  # the splines are not constrained
-        t = Trial(len(trials), spline.params(), spline.cv_log_loss(X, target, folds, cfg.label_threshold_pct), 0, 0.0)
+        t = Trial(len(trials), *spline.candidate(X, target, folds, cfg.label_threshold_pct), 0, 0.0)
         trials.append(t)
         if on_trial:
             on_trial(t)
