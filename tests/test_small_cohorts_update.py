@@ -88,7 +88,8 @@ def test_update_chooses_a_step_and_records_the_lineage(parent):
 
     d, uri = parent
     res = update(d / "site.csv", uri, repeats=1, n_boot=50, registered_model="dev", console=Console(quiet=True))
-    assert res.step in update_steps.STEPS and set(res.log_loss) == set(update_steps.STEPS)
+    ladder = (*update_steps.STEPS, update_steps.SHRUNK)
+    assert res.step in ladder and set(res.log_loss) == set(ladder)
     run = MlflowClient().get_run(res.run_id)
     assert run.data.tags["update_step"] == res.step and run.data.tags["parent_version"] == uri.rsplit("/", 1)[1]
     if res.version is not None:
@@ -111,9 +112,37 @@ def test_each_step_is_an_exact_model_of_the_same_boosters(parent):
     p = load_model(uri).predictor
     site = validate_frame(pd.read_csv(d / "site.csv")).valid
     y = response_codes(eih_pct(site), 10.0).astype("int64")
-    for step in update_steps.STEPS:
+    for step in (*update_steps.STEPS, update_steps.SHRUNK):
         child = update_steps.fit_step(step, p, site, y)
         ex = child.explain(site.head(30))
         assert np.abs(ex.base + ex.contributions.sum(axis=2) - ex.margins).max() < 1e-4, step
     big = update_steps.fit_step("in_the_large", p, site, y)
     assert np.allclose(big.temperature, p.temperature) and big.bias[1] == pytest.approx(p.bias[1])
+
+
+def test_the_shrunk_recalibration_lies_halfway_at_200_people(parent):
+    """At 200 people the shrunk step's margins are the mean of the parent's and the full
+    recalibration's, for both outputs; with no step proven it is taken only when its
+    out-of-fold log-loss is not above the parent's."""
+    import pandas as pd
+
+    from data_contracts.labels import eih_pct, response_codes
+    from data_contracts.validate import validate_frame
+    from model_runtime.loading import load_model
+
+    d, uri = parent
+    p = load_model(uri).predictor
+    site = validate_frame(pd.read_csv(d / "site.csv")).valid.iloc[:200]
+    y = response_codes(eih_pct(site), 10.0).astype("int64")
+    full = update_steps.fit_step("recalibrate", p, site, y)
+    half = update_steps.fit_step(update_steps.SHRUNK, p, site, y)
+    assert np.allclose(half.margins(site), (p.margins(site) + full.margins(site)) / 2, atol=1e-9)
+    per = {"none": 0.90, "in_the_large": 0.91, "recalibrate": 0.95, "refit_offset": 0.97}  # none proven
+    oof = {s: np.zeros((1, 4, 3)) for s in (*update_steps.STEPS, update_steps.SHRUNK)}
+    for s, v in per.items():  # each person's probability of the observed class gives that log-loss
+        oof[s][0, :, 0] = np.exp(-v)
+    yy = np.zeros(4, dtype="int64")
+    oof[update_steps.SHRUNK][0, :, 0] = np.exp(-0.899)
+    assert update_steps.choose(oof, yy, n_boot=20)[0] == update_steps.SHRUNK
+    oof[update_steps.SHRUNK][0, :, 0] = np.exp(-0.901)
+    assert update_steps.choose(oof, yy, n_boot=20)[0] == "none"
