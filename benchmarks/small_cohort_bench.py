@@ -2,7 +2,7 @@
 and does a site update help?
 
     .venv/bin/python benchmarks/small_cohort_bench.py [--sizes 300 1000 3000] [--seeds 0 1 2]
-        [--n-trials 8] [--repeats 2] [--fresh 20000] [--no-update]
+        [--n-trials 8] [--repeats 2] [--fresh 20000] [--no-update] [--site-seed 3]
 
 1. For each size and seed: a simulated single-site cohort, trained in memory with repeated
    cross-validation (training.internal.run_resampled), scored on `--fresh` new people of the
@@ -93,6 +93,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--fresh", type=int, default=20000)
     ap.add_argument("--no-update", action="store_true", help="only part 1 (the internal estimate)")
+    ap.add_argument("--site-seed", type=int, default=3, help="seed of the 8 simulated sites of part 2")
     a = ap.parse_args()
     cfg = TrainConfig(n_trials=a.n_trials, cv_repeats=a.repeats, bootstrap=100, max_rounds=400)
     fresh = labelled(*simulate(a.fresh, seed=999, n_sites=1))
@@ -111,8 +112,8 @@ def main() -> None:
         return
     per_site = max(2200, a.fresh // 4 + 200)
     diffs = []
-    for effect, local, fresh_site in site_people(3, per_site):
-        step, before, after = update_case(parent, local, fresh_site, a.repeats, 3)
+    for effect, local, fresh_site in site_people(a.site_seed, per_site):
+        step, before, after = update_case(parent, local, fresh_site, a.repeats, a.site_seed)
         diffs.append(after - before)
         print(f"site update (scale x{np.exp(effect.log_scale):.2f}, noise x{effect.noise:.2f}, re-test after"
               f" {effect.delay_min:.0f} min, response shift {effect.shift:+.2f}): step {step}; fresh capture"

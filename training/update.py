@@ -108,7 +108,9 @@ def update_cmd(
 ) -> None:
     """Update a model for a new site: recalibration in the large, recalibration of margin and
     spread, or a refit with the old margin as offset, chosen by repeated cross-validation on the
-    site's people; registers the new version with its lineage and passes it through the gate."""
+    site's people (when none is proven, the recalibration shrunk toward the parent's, weight
+    n : 200, if it does not do worse); registers the new version with its lineage and passes it
+    through the gate."""
     from rich.console import Console
 
     from data_contracts.validate import ContractFileError
