@@ -7,7 +7,8 @@ and does a site update help?
 1. For each size and seed: a simulated single-site cohort, trained in memory with repeated
    cross-validation (training.internal.run_resampled), scored on `--fresh` new people of the
    same site: the model's oracle capture (truth = p_site_*) beside the best baseline's (fitted
-   on the same cohort), and the card's internal capture estimate beside the fresh figure.
+   on the same cohort), and the card's internal capture estimate (`oracle_capture_expected`,
+   from expected log-losses) beside the fresh figure.
 2. A parent model (the largest size, seed 0, trained at the pooled reference site) is updated
    on 200 people of each of 8 simulated sites (one of each site profile: algometer scale,
    examiner noise, minutes between bout and re-test, response shift; training.update_steps,
@@ -58,7 +59,7 @@ def train_case(n, seed, fresh, cfg):
     base = baselines.fit_baselines(v, y, fv, seed, cfg.derived_features, cfg.predictors)
     best = max(capture(fy, Q, prior, foP) for k, Q in base.items() if k != "null")
     m = trained.evaluation.metrics
-    est = (m["oracle_capture"], m["oracle_capture_ci_low"], m["oracle_capture_ci_high"])
+    est = (m["oracle_capture_expected"], m["oracle_capture_expected_ci_low"], m["oracle_capture_expected_ci_high"])
     return trained.predictor, est, got, best, time.perf_counter() - t0
 
 

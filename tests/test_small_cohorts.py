@@ -110,11 +110,12 @@ def test_capture_from_expected_log_loss_is_exact_at_the_ends_and_less_noisy():
     null = np.tile(np.bincount(y, minlength=3) / n, (n, 1))
     base = {"null": null[None]}
     s = internal._draw(y, truth[None], base, truth, None, np.arange(n))
-    assert s["oracle_capture"] == pytest.approx(1.0) and s["oracle_capture_realized"] == pytest.approx(1.0)
-    assert internal._draw(y, null[None], base, truth, None, np.arange(n))["oracle_capture"] == pytest.approx(0.0, abs=1e-9)
+    assert s["oracle_capture_expected"] == pytest.approx(1.0) and s["oracle_capture"] == pytest.approx(1.0)
+    assert internal._draw(y, null[None], base, truth, None, np.arange(n))["oracle_capture_expected"] == pytest.approx(
+        0.0, abs=1e-9)
     draws = [internal._draw(y, model[None], base, truth, None, rng.choice(n, 300, replace=False)) for _ in range(60)]
-    expected = np.std([d["oracle_capture"] for d in draws])
-    realized = np.std([d["oracle_capture_realized"] for d in draws])
+    expected = np.std([d["oracle_capture_expected"] for d in draws])
+    realized = np.std([d["oracle_capture"] for d in draws])
     assert expected < realized / 3
     full = internal._draw(y, model[None], base, truth, None, np.arange(n))
-    assert full["oracle_capture"] == pytest.approx(full["oracle_capture_realized"], abs=0.03)  # one quantity
+    assert full["oracle_capture_expected"] == pytest.approx(full["oracle_capture"], abs=0.03)  # one quantity

@@ -107,7 +107,10 @@ def test_a_spline_model_trains_serves_and_explains_like_a_booster(frame, tmp_pat
     sd = np.exp(ex.margins[:, 1])
     assert sd.min() > 3 and sd.max() < 80 and sd.std() > 0  # the spread is per person here too
     # the same bits from a saved directory, a worker's payload and parsed records
-    for other in (EIHPredictor.load(pred.save(tmp_path / "m")), EIHPredictor.from_payload(pred.to_payload())):
+    from serving.batch.engines import model_payload, worker_predictor
+
+    on_worker = worker_predictor(model_payload(pred))  # what a Dask worker rebuilds
+    for other in (EIHPredictor.load(pred.save(tmp_path / "m")), EIHPredictor.from_payload(pred.to_payload()), on_worker):
         assert np.array_equal(other.margins(rows), pred.margins(rows))
     recs = [{k: (None if pd.isna(v) else v) for k, v in r.items()} for r in rows.to_dict("records")]
     assert np.allclose(pred.explain_records(recs).margins, ex.margins, atol=1e-12)

@@ -134,8 +134,8 @@ def internal_validation(metrics: dict) -> list[str]:
     lines = ["## Internal validation", how, "", "| figure | estimate | 95 % CI |", "|---|---|---|"]
     keys = [("test_log_loss", "log-loss"), ("test_auroc_macro", "macro AUROC"), ("test_ece", "ECE"),
             ("test_calibration_slope_hyperalgesia", "calibration slope (hyperalgesia)"),
-            ("oracle_capture", "oracle capture (expected over the truth's outcomes)"),
-            ("oracle_capture_realized", "oracle capture (realized outcomes)")]
+            ("oracle_capture", "oracle capture (realized outcomes)"),
+            ("oracle_capture_expected", "oracle capture (expected over the truth's outcomes: label noise removed)")]
     keys += [(k, f"paired log-loss difference vs {k[len('paired_log_loss_diff_vs_'):]}")
              for k in sorted(metrics) if k.startswith("paired_log_loss_diff_vs_") and not k.endswith(("_low", "_high"))]
     for k, label in keys:

@@ -10,11 +10,10 @@ every fold and predicts the left-out fold; the
 final model is fitted on all rows. The search itself is not repeated in each fold, a small
 remaining optimism the card states.
 
-With the simulator's truth (an oracle file), the oracle capture is computed from expected
-log-losses (each person's response drawn from the truth's probabilities): the same quantity
-as the capture on realized labels, without their noise, which at a few hundred people is
-larger than the differences being measured (`oracle_capture_realized` keeps the
-realized-label figure beside it).
+With the simulator's truth (an oracle file), `oracle_capture_expected` is the oracle capture
+computed from expected log-losses (each person's response drawn from the truth's
+probabilities): the same quantity as `oracle_capture` on realized labels, without their
+noise, which at a few hundred people is larger than the differences being measured.
 
 Intervals: rows (people) are resampled `bootstrap` times; each draw averages the metric over
 the repeats' out-of-fold predictions of the drawn rows, and the 2.5 / 97.5 % quantiles
@@ -151,10 +150,10 @@ def _draw(y, P, base, oracle_P, champion_P, idx) -> dict[str, float]:
         oi = oracle_P[idx]
         ol = metrics.log_loss(yi, oi)
         out["oracle_log_loss"] = ol
-        out["oracle_capture_realized"] = metrics.oracle_capture(out["null_log_loss"], out["log_loss"], ol)
+        out["oracle_capture"] = metrics.oracle_capture(out["null_log_loss"], out["log_loss"], ol)
         model_e = float(np.mean([expected_log_loss(oi, P[r, idx]) for r in range(R)]))
         null_e = float(np.mean([expected_log_loss(oi, base["null"][r, idx]) for r in range(R)]))
-        out["oracle_capture"] = metrics.oracle_capture(null_e, model_e, expected_log_loss(oi, oi))
+        out["oracle_capture_expected"] = metrics.oracle_capture(null_e, model_e, expected_log_loss(oi, oi))
     return out
 
 

@@ -169,7 +169,8 @@ def search(
         if on_trial:
             on_trial(t)
     if not trials:
-        raise ValueError("the spline family models the expected change: it needs model = distributional or ordinal")
+        raise ValueError("no model family to search: the spline family models the expected change (model ="
+                         " distributional or ordinal) and is not searched with monotone = true")
     return trials
 
 

@@ -118,7 +118,8 @@ _WORKER_LOCK = threading.Lock()
 def model_payload(predictor) -> dict:
     """What a Dask worker needs to rebuild the predictor: its payload and a digest (sent once)."""
     payload = predictor.to_payload()
-    digest = hashlib.sha256(b"".join(payload["boosters"]) + payload["meta"].encode()).hexdigest()[:16]
+    outputs = payload["boosters"] if "boosters" in payload else [t.encode() for t in payload["additive"]]
+    digest = hashlib.sha256(b"".join(outputs) + payload["meta"].encode()).hexdigest()[:16]
     return {**payload, "digest": digest}
 
 
