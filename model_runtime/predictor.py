@@ -7,8 +7,9 @@ per model field, in the units of each output's margin. When the trees are shallo
 they are read from per-tree tables of XGBoost's numbers (`model_runtime.shap_tables`: the
 same values to float32 rounding, ~10x faster on batches and ~6x on one record), on every
 path alike, so a record gets the same bits over HTTP, in a micro-batch and in a batch
-file; otherwise XGBoost is called. The penalized spline family's outputs are additive models
-(`model_runtime.additive`) that explain themselves exactly in the same layout. Calibration is an affine map of the margins
+file; otherwise XGBoost is called. The penalized spline family's outputs are additive
+models (`model_runtime.additive`) that explain themselves exactly in the same layout.
+Calibration is an affine map of the margins
 (`model_runtime.links`): contributions are divided by T and b is added to the base value,
 so base + sum(contributions) equals the calibrated margin exactly and the explanation
 explains the probabilities served.
@@ -37,9 +38,23 @@ from model_runtime.shap_tables import ShapTables
 BOOSTER_FILE = "booster.ubj"
 EXTRA_BOOSTER_FILE = "booster_{}.ubj"  # the second and later boosters of a model
 ADDITIVE_FILE = "additive_{}.json"  # the outputs of a spline-family model, in output order
-SPLINE_FAMILY = "spline"
 Component = xgb.Booster | AdditiveModel
 META_FILE = "meta.json"
+
+
+def _output_bytes(b: Component) -> bytes:
+    """One output as bytes: a booster in UBJ (what `save_model` writes to a .ubj file), an
+    additive model as its JSON."""
+    return b.to_json().encode() if isinstance(b, AdditiveModel) else bytes(b.save_raw("ubj"))
+
+
+def _output_from_bytes(raw: bytes, additive: bool) -> Component:
+    """Inverse of `_output_bytes`."""
+    if additive:
+        return AdditiveModel.from_json(bytes(raw).decode())
+    b = xgb.Booster()
+    b.load_model(bytearray(raw))
+    return b
 
 
 @dataclass
@@ -73,8 +88,6 @@ class EIHPredictor:
         if len(kinds) != 1:
             raise ValueError("a model's outputs are all boosters or all additive models")
         self.additive: bool = kinds == {True}
-        if self.additive:
-            meta.extra["family"] = SPLINE_FAMILY
         self.meta = meta
         self.fields: tuple[str, ...] = tuple(meta.features)
         self.outputs: tuple[str, ...] = tuple(meta.outputs)
@@ -105,49 +118,32 @@ class EIHPredictor:
         """Load a directory written by `save`."""
         d = Path(directory)
         meta = ModelMeta.from_json((d / META_FILE).read_text())
-        if meta.extra.get("family") == SPLINE_FAMILY:
-            return cls([AdditiveModel.from_json((d / ADDITIVE_FILE.format(k)).read_text())
-                        for k in range(len(meta.outputs))], meta)
-        names = [BOOSTER_FILE] + [EXTRA_BOOSTER_FILE.format(k) for k in range(1, int(meta.extra.get("n_boosters", 1)))]
-        boosters = []
-        for name in names:
-            b = xgb.Booster()
-            b.load_model(str(d / name))
-            boosters.append(b)
-        return cls(boosters, meta)
+        additive = (d / ADDITIVE_FILE.format(0)).exists()
+        n = len(meta.outputs) if additive else int(meta.extra.get("n_boosters", 1))
+        return cls([_output_from_bytes((d / name).read_bytes(), additive) for name in _file_names(additive, n)], meta)
 
     def save(self, directory: str | Path) -> Path:
         """Write the boosters (or additive outputs) and meta.json to `directory`."""
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        for k, b in enumerate(self.boosters):
-            if self.additive:
-                (d / ADDITIVE_FILE.format(k)).write_text(b.to_json())
-            else:
-                b.save_model(str(d / (EXTRA_BOOSTER_FILE.format(k) if k else BOOSTER_FILE)))
+        for name, b in zip(_file_names(self.additive, len(self.boosters)), self.boosters, strict=True):
+            (d / name).write_bytes(_output_bytes(b))
         if not self.additive and len(self.boosters) > 1:
             self.meta.extra["n_boosters"] = len(self.boosters)
         (d / META_FILE).write_text(self.meta.to_json())
         return d
 
     def to_payload(self) -> dict:
-        """The model as plain bytes and text (boosters in UBJ or additive outputs in JSON, meta.json),
-        for another process."""
-        if self.additive:
-            return {"additive": [b.to_json() for b in self.boosters], "meta": self.meta.to_json()}
-        return {"boosters": [bytes(b.save_raw("ubj")) for b in self.boosters], "meta": self.meta.to_json()}
+        """The model as plain bytes and text (each output's bytes, whether they are additive
+        models, meta.json), for another process."""
+        return {"outputs": [_output_bytes(b) for b in self.boosters], "additive": self.additive,
+                "meta": self.meta.to_json()}
 
     @classmethod
     def from_payload(cls, payload: dict) -> EIHPredictor:
         """Inverse of `to_payload`."""
-        if "additive" in payload:
-            return cls([AdditiveModel.from_json(t) for t in payload["additive"]], ModelMeta.from_json(payload["meta"]))
-        boosters = []
-        for raw in payload["boosters"]:
-            b = xgb.Booster()
-            b.load_model(bytearray(raw))
-            boosters.append(b)
-        return cls(boosters, ModelMeta.from_json(payload["meta"]))
+        return cls([_output_from_bytes(raw, payload["additive"]) for raw in payload["outputs"]],
+                   ModelMeta.from_json(payload["meta"]))
 
     # ---- properties --------------------------------------------------------------
     @property
@@ -164,9 +160,8 @@ class EIHPredictor:
 
     def set_threads(self, n: int) -> None:
         """Threads for prediction and for building the DMatrix (default: all cores)."""
-        for b in self.boosters:
-            if not self.additive:
-                b.set_param({"nthread": int(n)})
+        for b in [] if self.additive else self.boosters:
+            b.set_param({"nthread": int(n)})
         self._nthread = int(n)
 
     # ---- prediction --------------------------------------------------------------
@@ -338,3 +333,10 @@ class EIHPredictor:
     def range_warnings(self, df: pd.DataFrame) -> list[list[str]]:
         """`range_warnings_matrix` for a contract frame."""
         return self.checks.range_warnings(df)
+
+
+def _file_names(additive: bool, n: int) -> list[str]:
+    """The files of a saved model's `n` outputs."""
+    if additive:
+        return [ADDITIVE_FILE.format(k) for k in range(n)]
+    return [BOOSTER_FILE] + [EXTRA_BOOSTER_FILE.format(k) for k in range(1, n)]

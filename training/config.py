@@ -38,8 +38,8 @@ class TrainConfig:
     `multiclass`: one softmax margin per response class, fitted to the labels."""
     families: tuple[str, ...] = ("xgboost", "spline")
     """Model families the validation chooses between: `xgboost` (gradient-boosted trees, the
-    searched configurations) and `spline` (a ridge regression of the change on B-splines of
-    each field with the same normal link; training/spline.py), for the expected-change models.
+    searched configurations) and `spline` (an elastic-net regression of the change on B-splines
+    of each field with the same normal link; training/spline.py), for the expected-change models.
     Held-out splits choose by the search's CV log-loss, repeated CV by its out-of-fold log-loss."""
     derived_features: tuple[str, ...] = (EXERCISE_DOSE,)
     """Derived features added after the contract fields (features/derived.py); [] for the contract fields only."""

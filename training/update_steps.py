@@ -81,12 +81,11 @@ def recalibrate(parent: EIHPredictor, raw: np.ndarray, y: np.ndarray, boosters=N
     return _with(parent, fitted.to_runtime(True), boosters)
 
 
-def recalibrate_shrunk(parent: EIHPredictor, raw: np.ndarray, y: np.ndarray) -> EIHPredictor:
-    """The site's recalibration pulled toward the parent's: the mean of the two calibrated
-    margins weighted n : PRIOR_PEOPLE, itself one affine map of the raw margins."""
-    full = recalibrate(parent, raw, y).meta.calibration
-    pc, k = parent.meta.calibration, raw.shape[1]
-    w = len(y) / (len(y) + PRIOR_PEOPLE)
+def shrunk(parent: EIHPredictor, recalibrated: EIHPredictor, n: int) -> EIHPredictor:
+    """A recalibration (`recalibrate` on n people) pulled toward the parent's: the mean of the two
+    calibrated margins weighted n : PRIOR_PEOPLE, itself one affine map of the raw margins."""
+    pc, full, k = parent.meta.calibration, recalibrated.meta.calibration, len(parent.outputs)
+    w = n / (n + PRIOR_PEOPLE)
     inv_t = (1 - w) / pc.temperature_array(k) + w / full.temperature_array(k)
     bias = (1 - w) * pc.bias_array(k) + w * full.bias_array(k)
     return _with(parent, MarginCalibration(tuple(float(v) for v in 1 / inv_t), tuple(float(v) for v in bias), None, True))
@@ -112,7 +111,7 @@ def fit_step(step: str, parent: EIHPredictor, df: pd.DataFrame, y: np.ndarray) -
     if step == "recalibrate":
         return recalibrate(parent, raw, y)
     if step == SHRUNK:
-        return recalibrate_shrunk(parent, raw, y)
+        return shrunk(parent, recalibrate(parent, raw, y), len(y))
     return refit_offset(parent, X, eih_pct(df).to_numpy(dtype="float64"), y)
 
 
@@ -124,8 +123,10 @@ def out_of_fold(parent: EIHPredictor, df: pd.DataFrame, y: np.ndarray, repeats: 
     for r in range(repeats):
         skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed + 1000 * (r + 1))
         for tr, te in skf.split(np.zeros(n), y):
-            for s in out:
-                out[s][r, te] = fit_step(s, parent, df.iloc[tr], y[tr]).predict_proba(df.iloc[te])
+            fitted = {s: fit_step(s, parent, df.iloc[tr], y[tr]) for s in out if s != SHRUNK}
+            fitted[SHRUNK] = shrunk(parent, fitted["recalibrate"], len(tr))  # the same fold's recalibration
+            for s, child in fitted.items():
+                out[s][r, te] = child.predict_proba(df.iloc[te])
     return out
 
 

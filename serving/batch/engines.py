@@ -118,8 +118,7 @@ _WORKER_LOCK = threading.Lock()
 def model_payload(predictor) -> dict:
     """What a Dask worker needs to rebuild the predictor: its payload and a digest (sent once)."""
     payload = predictor.to_payload()
-    outputs = payload["boosters"] if "boosters" in payload else [t.encode() for t in payload["additive"]]
-    digest = hashlib.sha256(b"".join(outputs) + payload["meta"].encode()).hexdigest()[:16]
+    digest = hashlib.sha256(b"".join(payload["outputs"]) + payload["meta"].encode()).hexdigest()[:16]
     return {**payload, "digest": digest}
 
 
