@@ -112,3 +112,21 @@ def test_monotone_option_makes_the_expected_change_follow_the_literature(cohort)
         assert (np.diff(changes, axis=1) * sign >= -1e-4).all(), field
         if field == "cpm_pct":  # the constraint binds a model that still learns the effect
             assert (changes[:, -1] - changes[:, 0]).mean() > 1.0
+
+
+@pytest.mark.slow
+def test_the_final_booster_is_the_seed_average_the_config_asks_for(cohort):
+    valid, y, _ = cohort
+    cfg = TrainConfig(n_trials=1, cv_folds=3, bootstrap=20, max_rounds=60, families=("xgboost",), average_of=3)
+    prep = steps.prepare(valid, y, cfg, seed=5)
+    found = steps.search(prep, cfg, 5)
+    calib = steps.calibrate(prep, found.chosen, cfg, 5)
+    pred = steps.fit(prep, found.chosen, calib, cfg, 5, reference=False)
+    shape = pred.meta.model_shape
+    assert shape["average_of"] == 3 and shape["n_rounds"] == found.chosen.n_rounds
+    assert pred.booster.num_boosted_rounds() == 3 * found.chosen.n_rounds
+    assert shape["explain_cost_proxy"] == pytest.approx(3 * found.chosen.cost)
+    # the spread booster is one fit; the explanations add up to the margins (float32 sums: 1e-5)
+    ex = pred.explain(valid.iloc[:50])
+    assert pred.boosters[1].num_boosted_rounds() == calib.spread.n_rounds
+    np.testing.assert_allclose(ex.base + ex.contributions.sum(axis=2), pred.margins(valid.iloc[:50]), atol=1e-4)

@@ -68,6 +68,10 @@ class TrainConfig:
     n_trials: int = 30
     max_rounds: int = 800
     early_stopping_rounds: int = 40
+    average_of: int = 5
+    """The expected-change booster is the average of this many fits of the chosen configuration
+    that differ only in their random seed, merged into one booster (training/averaging.py;
+    explanations stay exact, and cost this many times one fit's); 1 for a single fit."""
     cost_tolerance: float = 0.0
     """Among candidates within this relative margin of the best CV log-loss, take the cheapest to
     explain (0: the best CV log-loss wins; explanation cost is reported, not traded)."""
@@ -151,6 +155,8 @@ def load_config(path: str | Path | None = None, **overrides) -> TrainConfig:
     cfg = replace(cfg, **data)
     if cfg.validation not in VALIDATIONS:
         raise ValueError(f"validation must be one of {', '.join(VALIDATIONS)}")
+    if cfg.average_of < 1:
+        raise ValueError("average_of must be at least 1")
     if cfg.model not in MODEL_KINDS:
         raise ValueError(f"model must be one of {', '.join(MODEL_KINDS)}")
     return cfg

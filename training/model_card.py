@@ -162,6 +162,9 @@ def _model_kind(meta) -> str:
     if shape.get("family") == "spline":
         return SPLINE_KIND.format(knots=shape.get("n_knots"))
     head = f"depth {shape['max_depth']}, {shape['n_rounds']} rounds"
+    if int(shape.get("average_of", 1)) > 1:
+        head += (f", the average of {shape['average_of']} fits that differ only in their random seed, merged into one"
+                 " booster")
     if meta.link == NORMAL_SPREAD:
         return (f"XGBoost regression of the measured eih_pct ({head}) and a second XGBoost model of the spread of the"
                 f" measured change around it (gamma regression of out-of-fold squared residuals, depth"

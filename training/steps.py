@@ -25,7 +25,7 @@ from features.reference import build_reference, numeric_reference
 from model_runtime.links import NORMAL_SPREAD, ORDINAL_OUTPUT, SPREAD_OUTPUT, MarginCalibration
 from model_runtime.metadata import ModelMeta
 from model_runtime.predictor import EIHPredictor, Explanation
-from training import baselines, decision, metrics, tune
+from training import averaging, baselines, decision, metrics, tune
 from training.config import TrainConfig
 from training.pooling import fit_pooling
 from training.split import Split, cv_folds, holdout_split
@@ -146,7 +146,7 @@ def calibrate(prep: Prepared, trial: tune.Trial, cfg: TrainConfig, seed: int) ->
     """Out-of-fold margins of `trial` and the calibration of the margins (applied only when
     it gains at least `cfg.calibration_min_gain` in log-loss)."""
     tr, ytr, t = prep.tr, prep.y[prep.tr], cfg.label_threshold_pct
-    params = {**tune.base_params(cfg, seed), **trial.params}
+    params = tune.fit_params(cfg, seed, trial)
     Xtr = prep.X.iloc[tr]
     oof = tune.oof_margins(Xtr, prep.target[tr], prep.folds, params, trial.n_rounds, prep.n_out)
     spread = None
@@ -176,7 +176,9 @@ def fit(prep: Prepared, chosen: tune.Trial, calib: Calibrated, cfg: TrainConfig,
     family = tune.family(chosen.params)
     shape = {"family": family, "n_outputs": prep.n_out, "explain_cost_proxy": chosen.cost}
     if family == "xgboost":
-        shape.update(max_depth=chosen.params["max_depth"], n_rounds=chosen.n_rounds)
+        shape.update(max_depth=chosen.params["max_depth"], n_rounds=chosen.n_rounds,
+                     average_of=int(calib.params.get(averaging.KEY, 1)))
+        shape["explain_cost_proxy"] = tune.explain_cost(calib.params, chosen.n_rounds, prep.n_out)
     else:
         shape.update(n_knots=chosen.params["n_knots"])
     if calib.spread is not None:

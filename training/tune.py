@@ -24,7 +24,7 @@ from scipy.optimize import minimize
 
 from data_contracts.labels import response_codes
 from model_runtime.links import NORMAL_SPREAD, ORDINAL, SOFTMAX, MarginCalibration, margins_to_proba
-from training import spline
+from training import averaging, spline
 from training.config import TrainConfig
 from training.metrics import log_loss
 
@@ -54,9 +54,10 @@ class Trial:
 
 
 def explain_cost(params: dict, n_rounds: int, n_outputs: int) -> float:
-    """The TreeSHAP cost proxy rounds x outputs x 2^depth x depth^2 (relative, not seconds)."""
+    """The TreeSHAP cost proxy rounds x outputs x 2^depth x depth^2 (relative, not seconds),
+    times the fits a seed average merges."""
     d = int(params["max_depth"])
-    return float(n_rounds * n_outputs * (2**d) * d * d)
+    return float(n_rounds * n_outputs * (2**d) * d * d * int(params.get(averaging.KEY, 1)))
 
 
 MONOTONE: dict[str, int] = {"cpm_pct": 1, "pseq_total": 1, "pcs_total": -1, "csi_score": -1}
@@ -200,17 +201,26 @@ def oof_margins(X: pd.DataFrame, target: np.ndarray, folds, params: dict, n_roun
         return spline.oof_margins(X, target, folds, params)
     out = np.zeros((len(X), n_out))
     for tr, va in folds:
-        b = xgb.train(params, dmatrix(X.iloc[tr], target[tr]), num_boost_round=n_rounds)
+        b = averaging.fit(params, dmatrix(X.iloc[tr], target[tr]), n_rounds)
         out[va] = b.predict(dmatrix(X.iloc[va]), output_margin=True).reshape(len(va), n_out)
     return out
 
 
 def fit_final(X: pd.DataFrame, target: np.ndarray, params: dict, n_rounds: int):
-    """A booster trained on all of X for exactly `n_rounds` (no early stopping), or the spline
-    family's additive output."""
+    """A booster trained on all of X for exactly `n_rounds` (no early stopping; the merged seed
+    average when `params` asks for one, training/averaging.py), or the spline family's additive output."""
     if spline.is_spline(params):
         return spline.fit(X, target, params)
-    return xgb.train(params, dmatrix(X, target), num_boost_round=n_rounds)
+    return averaging.fit(params, dmatrix(X, target), n_rounds)
+
+
+def fit_params(cfg: TrainConfig, seed: int, trial: Trial) -> dict:
+    """The parameters every fit of a chosen configuration uses: the shared XGBoost parameters,
+    the trial's, and the seed average of `cfg.average_of` fits for a boosted configuration."""
+    params = {**base_params(cfg, seed), **trial.params}
+    if not spline.is_spline(trial.params) and cfg.average_of > 1:
+        params[averaging.KEY] = cfg.average_of
+    return params
 
 
 @dataclass

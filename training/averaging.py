@@ -1,0 +1,97 @@
+"""Seed averaging of the expected-change booster: K fits of one configuration that differ
+only in their random seed (the rows and columns each tree samples), averaged, and merged
+into one ordinary XGBoost booster.
+
+Why. One fit's protocol and person effects carry the noise of its own row and column
+draws; the average of K fits keeps what they agree on (benchmarks/model_bench.py measures
+the gain against one fit of the same search). Why one booster. The average of K tree sums
+is itself a tree sum: every tree keeps its splits and carries 1/K of its leaf values, so the
+merged booster predicts the mean margin, and every consumer (XGBoost's TreeSHAP, the
+explanation tables, the Dask payload, the Bento) sees one booster whose exact Shapley
+contributions are the mean of the K fits' contributions (Shapley values are linear in the
+model).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import xgboost as xgb
+
+KEY = "average_of"
+"""The key of a parameter dict that asks `fit`/`oof` for a seed average (not an XGBoost parameter)."""
+
+
+def split_params(params: dict) -> tuple[dict, int]:
+    """XGBoost's own parameters and the number of fits to average (1 without the key)."""
+    k = int(params.get(KEY, 1))
+    if k < 1:
+        raise ValueError(f"{KEY} must be at least 1")
+    return {p: v for p, v in params.items() if p != KEY}, k
+
+
+def seeds(params: dict, k: int) -> list[dict]:
+    """The parameters of the K fits: the configuration's seed, then seed + 1, ..."""
+    base = int(params.get("seed", 0))
+    return [{**params, "seed": base + i} for i in range(k)]
+
+
+def fit(params: dict, dtrain: xgb.DMatrix, n_rounds: int) -> xgb.Booster:
+    """One booster (K = 1) or the merged average of K seed fits."""
+    own, k = split_params(params)
+    if k == 1:
+        return xgb.train(own, dtrain, num_boost_round=n_rounds)
+    return merge([xgb.train(p, dtrain, num_boost_round=n_rounds) for p in seeds(own, k)])
+
+
+def merge(boosters: list[xgb.Booster]) -> xgb.Booster:
+    """One booster predicting the mean margin of `boosters` (same objective, features and base
+    score; scalar leaves, one tree per output and round)."""
+    if not boosters:
+        raise ValueError("nothing to average")
+    if len(boosters) == 1:
+        return boosters[0]
+    models = [json.loads(b.save_raw("json")) for b in boosters]
+    first = models[0]["learner"]
+    for m in models[1:]:
+        lm = m["learner"]
+        same = (lm["learner_model_param"] == first["learner_model_param"] and lm["objective"] == first["objective"]
+                and lm["feature_names"] == first["feature_names"] and lm["feature_types"] == first["feature_types"]
+                and lm["gradient_booster"]["model"].get("cats") == first["gradient_booster"]["model"].get("cats"))
+        if not same:
+            raise ValueError("boosters to average must share objective, features, categories and base score")
+    k = len(models)
+    merged = copy.deepcopy(models[0])
+    gb = merged["learner"]["gradient_booster"]
+    if gb.get("name") != "gbtree" or gb["model"]["gbtree_model_param"].get("num_parallel_tree", "1") != "1":
+        raise ValueError("only plain gradient-boosted trees can be averaged")
+    trees, info, indptr = [], [], [0]
+    for m in models:
+        src = m["learner"]["gradient_booster"]["model"]
+        for tree in src["trees"]:
+            if int(tree["tree_param"].get("size_leaf_vector", "1")) > 1:
+                raise ValueError("vector-leaf trees cannot be averaged")
+            trees.append(_scaled(tree, 1.0 / k, len(trees)))
+        info += src["tree_info"]
+        offset = indptr[-1]
+        indptr += [offset + int(v) for v in src["iteration_indptr"][1:]]
+    model = gb["model"]
+    model["trees"], model["tree_info"], model["iteration_indptr"] = trees, info, indptr
+    model["gbtree_model_param"]["num_trees"] = str(len(trees))
+    out = xgb.Booster()
+    out.load_model(bytearray(json.dumps(merged).encode()))
+    return out
+
+
+def _scaled(tree: dict, factor: float, new_id: int) -> dict:
+    """A copy of a JSON tree with its leaf values (and node weights) multiplied by `factor`."""
+    t = dict(tree)
+    leaf = np.asarray(t["left_children"]) == -1
+    values = np.asarray(t["split_conditions"], dtype="float64")
+    values[leaf] *= factor
+    t["split_conditions"] = values.tolist()
+    t["base_weights"] = (np.asarray(t["base_weights"], dtype="float64") * factor).tolist()
+    t["id"] = new_id
+    return t
