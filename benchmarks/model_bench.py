@@ -76,7 +76,8 @@ def _fresh_checks(pred, n: int, seed: int, prior: np.ndarray) -> dict:
     P, ex = pred.predict_and_explain(df)
     hl = fibromyalgia_high_load(df)
     null, truth = expected_log_loss(np.tile(prior, (len(df), 1)), oP), expected_log_loss(oP, oP)
-    out = {"fresh_capture": (null - expected_log_loss(P, oP)) / (null - truth),"fresh_high_load_n": int(hl.sum()), "fresh_high_load_pred": float(P[hl, 2].mean()),
+    out = {"fresh_capture": (null - expected_log_loss(P, oP)) / (null - truth),
+           "fresh_high_load_n": int(hl.sum()), "fresh_high_load_pred": float(P[hl, 2].mean()),
            "fresh_high_load_oracle": float(oP[hl, 2].mean()),
            "fresh_high_load_slope": calibration_slope((y[hl] == 2).astype(int), P[hl, 2]),
            "fresh_pnc_p99": float(np.percentile(P[:, 1], 99)), "oracle_pnc_p99": float(np.percentile(oP[:, 1], 99))}
