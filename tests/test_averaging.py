@@ -4,6 +4,8 @@ cannot be averaged are refused, and training records the average in the model.""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -37,6 +39,8 @@ def test_merged_booster_predicts_the_mean_margin_and_mean_contributions():
     np.testing.assert_allclose(merged.predict(d, output_margin=True), m, atol=2e-5)
     c = np.mean([b.predict(d, pred_contribs=True) for b in fits], axis=0)
     np.testing.assert_allclose(merged.predict(d, pred_contribs=True), c, atol=2e-5)
+    # the merged booster keeps the fits' training parameters (here the objective's)
+    assert json.loads(merged.save_config())["learner"]["objective"]["name"] == "reg:squarederror"
     # the fits differ (their seeds draw different rows and columns), so the average is not one of them
     assert np.abs(fits[0].predict(d) - fits[1].predict(d)).max() > 0.01
 
@@ -44,6 +48,9 @@ def test_merged_booster_predicts_the_mean_margin_and_mean_contributions():
 def test_fit_with_the_key_equals_merging_the_seed_fits():
     X, y = _data(seed=1)
     d = tune.dmatrix(X, y)
+    mono = averaging.fit({**PARAMS, "monotone_constraints": {"b": 1}, averaging.KEY: 2}, d, 5)
+    assert json.loads(mono.save_config())["learner"]["gradient_booster"]["tree_train_param"][
+        "monotone_constraints"] == "(0,1,0)"
     got = averaging.fit({**PARAMS, averaging.KEY: 3}, d, 20)
     want = averaging.merge([xgb.train(p, d, num_boost_round=20) for p in averaging.seeds(PARAMS, 3)])
     np.testing.assert_array_equal(got.predict(d, output_margin=True), want.predict(d, output_margin=True))

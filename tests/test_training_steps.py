@@ -80,8 +80,9 @@ def test_the_distributional_model_gives_each_person_a_spread(cohort):
     pred = trained.predictor
     assert pred.outputs == ("eih_pct", "log_sd") and len(pred.boosters) == 2
     ex = pred.explain(valid.iloc[:200])
-    # exact for both outputs: base + contributions = calibrated margin, and the margins give the probabilities
-    assert np.allclose(ex.base + ex.contributions.sum(axis=2), pred.margins(valid.iloc[:200]), atol=1e-6)
+    # exact for both outputs: base + contributions = calibrated margin (XGBoost's float32 sums
+    # over the averaged fits' trees: 1e-5), and the margins give the probabilities
+    assert np.allclose(ex.base + ex.contributions.sum(axis=2), pred.margins(valid.iloc[:200]), atol=1e-4)
     sd = np.exp(ex.margins[:, 1])
     assert sd.min() > 3 and sd.max() < 80 and sd.std() > 0  # per person, in %-points
     assert np.allclose(pred.proba(ex.margins), pred.predict_proba(valid.iloc[:200]), atol=1e-6)

@@ -82,6 +82,9 @@ def merge(boosters: list[xgb.Booster]) -> xgb.Booster:
     model["gbtree_model_param"]["num_trees"] = str(len(trees))
     out = xgb.Booster()
     out.load_model(bytearray(json.dumps(merged).encode()))
+    # the model JSON holds no training parameters: carry the fits' own (objective, monotone
+    # constraints, threads) so the merged booster reports how it was trained, as one fit does
+    out.load_config(boosters[0].save_config())
     return out
 
 
