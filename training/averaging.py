@@ -83,7 +83,7 @@ def merge(boosters: list[xgb.Booster]) -> xgb.Booster:
     out = xgb.Booster()
     out.load_model(bytearray(json.dumps(merged).encode()))
     # the model JSON holds no training parameters: carry the fits' own (objective, monotone
-    # constraints, threads) so the merged booster reports how it was trained, as one fit does
+    # constraints, threads) so the merged booster reports them as one fit does
     out.load_config(boosters[0].save_config())
     return out
 
