@@ -64,19 +64,16 @@ def _oracle_width(df: pd.DataFrame, level: float) -> float:
     return float(np.median(bounds[1] - bounds[0]))
 
 
-def expected_log_loss(P: np.ndarray, truth: np.ndarray) -> float:
-    """Mean of -sum_k truth_k log P_k: the log-loss expected under the truth's probabilities."""
-    return float(-np.mean(np.sum(truth * np.log(np.clip(P, 1e-15, 1.0)), axis=1)))
-
-
 def _fresh_checks(pred, n: int, seed: int, prior: np.ndarray) -> dict:
+    from training.internal import expected_log_loss
+    from training.metrics import oracle_capture
     from training.subgroups import calibration_slope, fibromyalgia_high_load
 
     df, y, oP, change = _cohort(n, seed + 1000)
     P, ex = pred.predict_and_explain(df)
     hl = fibromyalgia_high_load(df)
-    null, truth = expected_log_loss(np.tile(prior, (len(df), 1)), oP), expected_log_loss(oP, oP)
-    out = {"fresh_capture": (null - expected_log_loss(P, oP)) / (null - truth),
+    null = expected_log_loss(oP, np.tile(prior, (len(df), 1)))
+    out = {"fresh_capture": oracle_capture(null, expected_log_loss(oP, P), expected_log_loss(oP, oP)),
            "fresh_high_load_n": int(hl.sum()), "fresh_high_load_pred": float(P[hl, 2].mean()),
            "fresh_high_load_oracle": float(oP[hl, 2].mean()),
            "fresh_high_load_slope": calibration_slope((y[hl] == 2).astype(int), P[hl, 2]),

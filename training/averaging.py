@@ -38,12 +38,15 @@ def seeds(params: dict, k: int) -> list[dict]:
     return [{**params, "seed": base + i} for i in range(k)]
 
 
-def fit(params: dict, dtrain: xgb.DMatrix, n_rounds: int) -> xgb.Booster:
-    """One booster (K = 1) or the merged average of K seed fits."""
+def fits(params: dict, dtrain: xgb.DMatrix, n_rounds: int) -> list[xgb.Booster]:
+    """The K seed fits `params` asks for (one fit without the key)."""
     own, k = split_params(params)
-    if k == 1:
-        return xgb.train(own, dtrain, num_boost_round=n_rounds)
-    return merge([xgb.train(p, dtrain, num_boost_round=n_rounds) for p in seeds(own, k)])
+    return [xgb.train(p, dtrain, num_boost_round=n_rounds) for p in seeds(own, k)]
+
+
+def fit(params: dict, dtrain: xgb.DMatrix, n_rounds: int) -> xgb.Booster:
+    """One booster: the single fit, or the merged average of the K seed fits."""
+    return merge(fits(params, dtrain, n_rounds))
 
 
 def merge(boosters: list[xgb.Booster]) -> xgb.Booster:
@@ -55,18 +58,19 @@ def merge(boosters: list[xgb.Booster]) -> xgb.Booster:
         return boosters[0]
     models = [json.loads(b.save_raw("json")) for b in boosters]
     first = models[0]["learner"]
-    for m in models[1:]:
+    for m in models:
         lm = m["learner"]
+        gb = lm["gradient_booster"]
+        if gb.get("name") != "gbtree" or gb["model"]["gbtree_model_param"].get("num_parallel_tree", "1") != "1":
+            raise ValueError("only plain gradient-boosted trees can be averaged")
         same = (lm["learner_model_param"] == first["learner_model_param"] and lm["objective"] == first["objective"]
                 and lm["feature_names"] == first["feature_names"] and lm["feature_types"] == first["feature_types"]
-                and lm["gradient_booster"]["model"].get("cats") == first["gradient_booster"]["model"].get("cats"))
+                and gb["model"].get("cats") == first["gradient_booster"]["model"].get("cats"))
         if not same:
             raise ValueError("boosters to average must share objective, features, categories and base score")
     k = len(models)
     merged = copy.deepcopy(models[0])
     gb = merged["learner"]["gradient_booster"]
-    if gb.get("name") != "gbtree" or gb["model"]["gbtree_model_param"].get("num_parallel_tree", "1") != "1":
-        raise ValueError("only plain gradient-boosted trees can be averaged")
     trees, info, indptr = [], [], [0]
     for m in models:
         src = m["learner"]["gradient_booster"]["model"]

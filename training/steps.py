@@ -174,13 +174,13 @@ def fit(prep: Prepared, chosen: tune.Trial, calib: Calibrated, cfg: TrainConfig,
     boosters = [tune.fit_final(Xtr, prep.target[tr], calib.params, calib.n_rounds)]
     outputs = (ORDINAL_OUTPUT,) if prep.n_out == 1 else RESPONSES
     family = tune.family(chosen.params)
-    shape = {"family": family, "n_outputs": prep.n_out, "explain_cost_proxy": chosen.cost}
-    if family == "xgboost":
+    shape = {"family": family, "n_outputs": prep.n_out}
+    if family == "xgboost":  # the cost of what is fitted: the chosen configuration times its seed average
         shape.update(max_depth=chosen.params["max_depth"], n_rounds=chosen.n_rounds,
-                     average_of=int(calib.params.get(averaging.KEY, 1)))
-        shape["explain_cost_proxy"] = tune.explain_cost(calib.params, chosen.n_rounds, prep.n_out)
+                     average_of=int(calib.params.get(averaging.KEY, 1)),
+                     explain_cost_proxy=tune.explain_cost(calib.params, chosen.n_rounds, prep.n_out))
     else:
-        shape.update(n_knots=chosen.params["n_knots"])
+        shape.update(explain_cost_proxy=chosen.cost, n_knots=chosen.params["n_knots"])
     if calib.spread is not None:
         boosters.append(tune.fit_final(Xtr, calib.spread.r2, calib.spread.params, calib.spread.n_rounds))
         outputs += (SPREAD_OUTPUT,)

@@ -201,8 +201,10 @@ def oof_margins(X: pd.DataFrame, target: np.ndarray, folds, params: dict, n_roun
         return spline.oof_margins(X, target, folds, params)
     out = np.zeros((len(X), n_out))
     for tr, va in folds:
-        b = averaging.fit(params, dmatrix(X.iloc[tr], target[tr]), n_rounds)
-        out[va] = b.predict(dmatrix(X.iloc[va]), output_margin=True).reshape(len(va), n_out)
+        # a fold's model is only predicted: the mean of its seed fits' margins, no merged booster
+        dva = dmatrix(X.iloc[va])
+        out[va] = np.mean([b.predict(dva, output_margin=True) for b in averaging.fits(
+            params, dmatrix(X.iloc[tr], target[tr]), n_rounds)], axis=0).reshape(len(va), n_out)
     return out
 
 
