@@ -8,11 +8,12 @@ and does a site update help?
    cross-validation (training.internal.run_resampled), scored on `--fresh` new people of the
    same site: the model's oracle capture (truth = p_site_*) beside the best baseline's (fitted
    on the same cohort), and the card's internal capture estimate (`oracle_capture_expected`,
-   from expected log-losses) beside the fresh figure.
+   from expected log-losses, after the size correction; before it too) beside the fresh figure.
 2. A parent model (the largest size, seed 0, trained at the pooled reference site) is updated
    on 200 people of each of 8 simulated sites (one of each site profile: algometer scale,
    examiner noise, minutes between bout and re-test, response shift; training.update_steps,
-   step chosen by cross-validation on those 200) and scored on fresh people of that site:
+   step chosen by cross-validation on those 200, fitted by `fit_update`) and scored on fresh
+   people of that site:
    capture without and with the update, site by site.
 Prints one line per case and a summary; nothing is written.
 """
@@ -48,8 +49,8 @@ def capture(y, P, prior, oP) -> float:
 
 
 def train_case(n, seed, fresh, cfg):
-    """(model, internal capture (point, CI low, CI high), fresh capture, best baseline's fresh
-    capture, seconds)."""
+    """(model, internal capture (point, CI low, CI high, point before the size correction), fresh
+    capture, best baseline's fresh capture, seconds)."""
     t0 = time.perf_counter()
     v, y, oP = labelled(*simulate(n, seed=100 + seed, n_sites=1))
     trained = internal.run_resampled(internal.prepare_all(v, y, cfg, seed), cfg, seed, oP)
@@ -59,7 +60,8 @@ def train_case(n, seed, fresh, cfg):
     base = baselines.fit_baselines(v, y, fv, seed, cfg.derived_features, cfg.predictors)
     best = max(capture(fy, Q, prior, foP) for k, Q in base.items() if k != "null")
     m = trained.evaluation.metrics
-    est = (m["oracle_capture_expected"], m["oracle_capture_expected_ci_low"], m["oracle_capture_expected_ci_high"])
+    est = (m["oracle_capture_expected"], m["oracle_capture_expected_ci_low"], m["oracle_capture_expected_ci_high"],
+           m["oracle_capture_expected_uncorrected"])
     return trained.predictor, est, got, best, time.perf_counter() - t0
 
 
@@ -80,7 +82,7 @@ def update_case(parent, local, fresh, repeats, seed):
     """(step, capture without update, capture with it) on fresh people of one site."""
     (lv, ly), (fv, fy, foP) = local, fresh
     step, _ = update_steps.choose(update_steps.out_of_fold(parent, lv, ly, repeats, 5, seed), ly, seed=seed)
-    child = update_steps.fit_step(step, parent, lv, ly)
+    child = update_steps.fit_update(step, parent, lv, ly)
     prior = np.bincount(ly, minlength=3) / len(ly)
     return step, capture(fy, parent.predict_proba(fv), prior, foP), capture(fy, child.predict_proba(fv), prior, foP)
 
@@ -108,7 +110,8 @@ def main() -> None:
             print(f"n={n} seed={s}: family {fam['family']} (out-of-fold log-loss {scores}); fresh capture {got:.3f}"
                   f" (best baseline {best:.3f}; model - baseline {got - best:+.3f}); internal estimate {est[0]:.3f}"
                   f" (error {est[0] - got:+.3f}; 95 % CI {est[1]:.3f}-{est[2]:.3f}"
-                  f" {'covers' if est[1] <= got <= est[2] else 'misses'} the fresh figure); {sec:.0f} s", flush=True)
+                  f" {'covers' if est[1] <= got <= est[2] else 'misses'} the fresh figure; before the size correction"
+                  f" {est[3]:.3f}, error {est[3] - got:+.3f}); {sec:.0f} s", flush=True)
     if a.no_update:
         return
     per_site = max(2200, a.fresh // 4 + 200)

@@ -119,3 +119,35 @@ def test_capture_from_expected_log_loss_is_exact_at_the_ends_and_less_noisy():
     assert expected < realized / 3
     full = internal._draw(y, model[None], base, truth, None, np.arange(n))
     assert full["oracle_capture_expected"] == pytest.approx(full["oracle_capture"], abs=0.03)  # one quantity
+
+
+def test_the_size_correction_follows_the_learning_curve_down_and_never_up():
+    """Cross-validation trains on 270 of 300 people: the estimate moves along the curve's last
+    segment (linear in log size) to 300, never toward a worse figure."""
+    import pandas as pd
+
+    curve = pd.DataFrame({"n_train": [270, 162], "log_loss": [0.97, 1.00]})  # unsorted on purpose
+    slope = -0.03 / np.log(270 / 162)
+    assert internal.size_correction(curve, 300) == pytest.approx(slope * np.log(300 / 270))
+    assert internal.size_correction(curve, 300) == pytest.approx(-0.00619, abs=1e-5)
+    assert internal.size_correction(curve, 270) == 0.0
+    assert internal.size_correction(pd.DataFrame({"n_train": [162, 270], "log_loss": [0.97, 1.00]}), 300) == 0.0
+    assert internal.size_correction(curve.iloc[:1], 300) == 0.0
+
+
+def test_the_size_correction_moves_the_estimates_not_the_paired_comparisons():
+    rng = np.random.default_rng(5)
+    n = 2_000
+    truth = rng.dirichlet([3, 2, 1.5], size=n)
+    y = np.array([rng.choice(3, p=p) for p in truth])
+    model = 0.6 * truth + 0.4 * truth.mean(axis=0)
+    null = np.tile(np.bincount(y, minlength=3) / n, (n, 1))
+    base = {"null": null[None]}
+    rows = np.arange(n)
+    plain = internal._draw(y, model[None], base, truth, None, rows)
+    moved = internal._draw(y, model[None], base, truth, None, rows, shift=-0.01)
+    assert moved["log_loss"] == pytest.approx(plain["log_loss"] - 0.01)
+    assert moved["paired_log_loss_diff_vs_null"] == plain["paired_log_loss_diff_vs_null"]
+    gap = internal.expected_log_loss(truth, null) - internal.expected_log_loss(truth, truth)
+    assert moved["oracle_capture_expected"] - plain["oracle_capture_expected"] == pytest.approx(0.01 / gap)
+    assert moved["oracle_capture"] > plain["oracle_capture"]

@@ -88,8 +88,11 @@ def test_update_chooses_a_step_and_records_the_lineage(parent):
 
     d, uri = parent
     res = update(d / "site.csv", uri, repeats=1, n_boot=50, registered_model="dev", console=Console(quiet=True))
-    ladder = (*update_steps.STEPS, update_steps.SHRUNK)
-    assert res.step in ladder and set(res.log_loss) == set(ladder)
+    n_site = len(__import__("pandas").read_csv(d / "site.csv"))
+    assert n_site < update_steps.MIN_REFIT_PEOPLE  # a small site: no refit on the ladder
+    ladder = (*update_steps.STEPS[:3], update_steps.SHRUNK)
+    pooled = {"in_the_large_pooled", "recalibrate_pooled"}
+    assert res.step in ladder and set(res.log_loss) == set(ladder) | pooled
     run = MlflowClient().get_run(res.run_id)
     assert run.data.tags["update_step"] == res.step and run.data.tags["parent_version"] == uri.rsplit("/", 1)[1]
     if res.version is not None:
@@ -120,10 +123,10 @@ def test_each_step_is_an_exact_model_of_the_same_boosters(parent):
     assert np.allclose(big.temperature, p.temperature) and big.bias[1] == pytest.approx(p.bias[1])
 
 
-def test_the_shrunk_recalibration_lies_halfway_at_200_people(parent):
-    """At 200 people the shrunk step's margins are the mean of the parent's and the full
-    recalibration's, for both outputs; with no step proven it is taken only when its
-    out-of-fold log-loss is not above the parent's."""
+def test_the_shrunk_recalibration_weighs_the_parent_as_800_people(parent):
+    """At 200 people the shrunk step's margins are 0.8 x the parent's + 0.2 x the full
+    recalibration's, for both outputs, and a proven step's 0.5 x + 0.5 x; with no step proven
+    the shrunk step is taken only when its out-of-fold log-loss is not above the parent's."""
     import pandas as pd
 
     from data_contracts.labels import eih_pct, response_codes
@@ -135,8 +138,16 @@ def test_the_shrunk_recalibration_lies_halfway_at_200_people(parent):
     site = validate_frame(pd.read_csv(d / "site.csv")).valid.iloc[:200]
     y = response_codes(eih_pct(site), 10.0).astype("int64")
     full = update_steps.fit_step("recalibrate", p, site, y)
-    half = update_steps.fit_step(update_steps.SHRUNK, p, site, y)
-    assert np.allclose(half.margins(site), (p.margins(site) + full.margins(site)) / 2, atol=1e-9)
+    shrunk = update_steps.fit_step(update_steps.SHRUNK, p, site, y)
+    assert np.allclose(shrunk.margins(site), 0.8 * p.margins(site) + 0.2 * full.margins(site), atol=1e-9)
+    assert not np.allclose(full.margins(site), p.margins(site), atol=1e-3)  # the weight is visible
+    # a proven calibration step is registered pooled halfway (the parent as 200 people) at 200 people
+    proven = update_steps.fit_update("recalibrate", p, site, y)
+    assert np.allclose(proven.margins(site), 0.5 * p.margins(site) + 0.5 * full.margins(site), atol=1e-9)
+    large = update_steps.fit_step("in_the_large", p, site, y)
+    assert np.allclose(update_steps.fit_update("in_the_large", p, site, y).margins(site),
+                       0.5 * p.margins(site) + 0.5 * large.margins(site), atol=1e-9)
+    assert update_steps.fit_update(update_steps.SHRUNK, p, site, y).margins(site) == pytest.approx(shrunk.margins(site))
     per = {"none": 0.90, "in_the_large": 0.91, "recalibrate": 0.95, "refit_offset": 0.97}  # none proven
     oof = {s: np.zeros((1, 4, 3)) for s in (*update_steps.STEPS, update_steps.SHRUNK)}
     for s, v in per.items():  # each person's probability of the observed class gives that log-loss
@@ -146,3 +157,25 @@ def test_the_shrunk_recalibration_lies_halfway_at_200_people(parent):
     assert update_steps.choose(oof, yy, n_boot=20)[0] == update_steps.SHRUNK
     oof[update_steps.SHRUNK][0, :, 0] = np.exp(-0.901)
     assert update_steps.choose(oof, yy, n_boot=20)[0] == "none"
+
+
+def test_a_boosted_parent_is_refitted_only_from_500_people(parent):
+    """Below MIN_REFIT_PEOPLE the ladder stops at recalibration (its cross-validation never
+    fits the offset trees); from there on the refit is a step like the others."""
+    import pandas as pd
+
+    from data_contracts.labels import eih_pct, response_codes
+    from data_contracts.validate import validate_frame
+    from model_runtime.loading import load_model
+
+    d, uri = parent
+    p = load_model(uri).predictor
+    assert update_steps.MIN_REFIT_PEOPLE == 500
+    assert update_steps.ladder(p, 499) == ("none", "in_the_large", "recalibrate", update_steps.SHRUNK)
+    assert update_steps.ladder(p, 500) == (*update_steps.STEPS, update_steps.SHRUNK)
+    site = validate_frame(pd.read_csv(d / "site.csv")).valid.iloc[:120]
+    y = response_codes(eih_pct(site), 10.0).astype("int64")
+    oof = update_steps.out_of_fold(p, site, y, repeats=1, folds=3, seed=0)
+    assert "refit_offset" not in oof and set(oof) == {"none", "in_the_large", "recalibrate", update_steps.SHRUNK,
+                                                      "in_the_large_pooled", "recalibrate_pooled"}
+    assert update_steps.choose(oof, y, n_boot=20)[0] != "refit_offset"

@@ -31,10 +31,14 @@ class UpdateResult:
 
 
 def _card(parent: str, data: str, n: int, step: str, ll: dict[str, float], s, message: str) -> str:
+    from training.update_steps import PRIOR_PEOPLE, PROVEN_PRIOR_PEOPLE
+
     rows = "\n".join(f"| {k} | {v:.4f} |" for k, v in ll.items())
     return (f"# Model card: site update\n\n## Lineage\nParent: {parent}. Site data: {data} ({n} people with an outcome)."
             f" Step chosen: **{step}** (Steyerberg's updating ladder, chosen by repeated cross-validation on the site's"
-            f" people).\n\n| step | out-of-fold log-loss |\n|---|---|\n{rows}\n\n## Validation\nOut-of-fold log-loss"
+            f" people; a proven calibration step is pooled with the parent's, weights n : {PROVEN_PRIOR_PEOPLE},"
+            f" the unproven shrunk recalibration n : {PRIOR_PEOPLE}).\n\n| step | out-of-fold log-loss |\n|---|---|\n"
+            f"{rows}\n\n## Validation\nOut-of-fold log-loss"
             f" {s.point['log_loss']:.3f} (95 % CI {s.intervals['log_loss'][0]:.3f} to {s.intervals['log_loss'][1]:.3f});"
             f" paired difference vs the site's class prior {s.point['paired_log_loss_diff_vs_null']:+.3f}.\n\n"
             f"## Gate\n{message}\n\nThe conformal intervals and risk cut-offs are the parent's; revalidate them on the"
@@ -65,7 +69,7 @@ def update(data: str | Path, model: str | None = None, *, seed: int = 0, repeats
     console.print("out-of-fold log-loss by step: " + ", ".join(f"{k} {v:.4f}" for k, v in ll.items())
                   + f"; chosen: {step}", highlight=False)
     base = {"null": np.stack([np.tile(np.bincount(y, minlength=3) / len(y), (len(y), 1))] * repeats)}
-    s = internal.summarize(y, oof[step], base, n_boot, seed)
+    s = internal.summarize(y, oof[update_steps.registered(step)], base, n_boot, seed)
     parent_ref = f"{loaded.name}/{loaded.version}" if loaded.name else loaded.uri
     with mlflow.start_run(experiment_id=get_or_create_experiment(experiment), run_name=f"update-{data.stem}") as run:
         tags = {"parent_model": parent_ref, "parent_version": str(loaded.version), "update_step": step,
@@ -77,7 +81,7 @@ def update(data: str | Path, model: str | None = None, *, seed: int = 0, repeats
             mlflow.set_tag("gate_message", msg)
             console.print(msg)
             return UpdateResult(run.info.run_id, None, step, ll, False, msg)
-        child = update_steps.fit_step(step, parent, df, y)
+        child = update_steps.fit_update(step, parent, df, y)
         child.meta.extra["lineage"] = {"parent": parent_ref, "data_file": data.name, "step": step, "n_rows": len(df)}
         with tempfile.TemporaryDirectory() as tmp:
             version = log_and_register(child, Path(tmp), registered_model)
@@ -87,7 +91,8 @@ def update(data: str | Path, model: str | None = None, *, seed: int = 0, repeats
                 MlflowClient().set_model_version_tag(registered_model, version, k, v)
 
             def again(champion_P):
-                return internal.summarize(y, oof[step], base, n_boot, seed, champion_P=champion_P)
+                return internal.summarize(y, oof[update_steps.registered(step)], base, n_boot, seed,
+                                          champion_P=champion_P)
 
             s.best_baseline = "null"
             promoted, message = paired_gate(registered_model, version, CHAMPION_ALIAS, df, s, again)
@@ -107,10 +112,10 @@ def update_cmd(
     repeats: int = typer.Option(5, "--repeats", help="Repeats of the 5-fold cross-validation that chooses the step."),
 ) -> None:
     """Update a model for a new site: recalibration in the large, recalibration of margin and
-    spread, or a refit with the old margin as offset, chosen by repeated cross-validation on the
-    site's people (when none is proven, the recalibration shrunk toward the parent's, weight
-    n : 200, if it does not do worse); registers the new version with its lineage and passes it
-    through the gate."""
+    spread, or (from 500 people) a refit with the old margin as offset, chosen by repeated
+    cross-validation on the site's people. A proven recalibration is pooled with the parent's
+    (weights n : 200); when none is proven, the recalibration is pooled n : 800 if it does not do
+    worse. Registers the new version with its lineage and passes it through the gate."""
     from rich.console import Console
 
     from data_contracts.validate import ContractFileError

@@ -8,18 +8,31 @@ functions on a parent distributional model and the site's people with outcomes:
 - `refit_offset`: the parent's mean booster continued by a few shallow trees fitted to the
   site's measured change with the parent's margin as the offset, then recalibrated.
 
-- `recalibrate_shrunk`: the recalibration pulled halfway (at 200 people) toward the parent:
-  margins = (1 - w) x the parent's + w x the recalibrated ones, w = n / (n + 200).
+- `recalibrate_shrunk`: the recalibration pulled toward the parent: margins = (1 - w) x the
+  parent's + w x the recalibrated ones, w = n / (n + PRIOR_PEOPLE) (0.2 at 200 people).
 
 The calibration steps are new affine `MarginCalibration`s of the same boosters and
-`refit_offset` adds trees to the same booster, so exact explanations stay exact. The step is
-chosen by repeated cross-validation on the site's people: a step up the ladder is taken only
-when it beats the step below with a paired 95 % interval (`choose`). A site's 200 people
-rarely give that proof even where the parent is badly off (re-testing 10-15 minutes after the
-bout halves the effects; benchmarks/small_cohort_bench.py), so when no step is proven the
-shrunk recalibration is taken if its out-of-fold log-loss is not above the parent's: partial
-pooling between the parent's calibration and the site's, with the parent counted as
-`PRIOR_PEOPLE` people of evidence (an assumption, measured on 8 simulated site profiles).
+`refit_offset` adds trees to the same booster, so exact explanations stay exact.
+
+Choosing (`choose`): a step up the ladder is proven when, in repeated cross-validation on the
+site's people, it beats the step below with a paired 95 % interval; `refit_offset` is open only
+from `MIN_REFIT_PEOPLE` people (its trees have about as many leaf values as 200 people can pin
+down; on 32 simulated sites it was proven once on 200 people and then lost 0.24 of capture on
+that site's fresh people). When none is proven, the shrunk recalibration is taken if its
+out-of-fold log-loss is not above the parent's.
+
+Fitting (`fit_update`): no calibration the site's people fit is taken in full. A proof shows
+that the site differs, not by how much: 200 local people can be a skewed sample of their site
+(one site's 200 had 57 % hypoalgesia against the site's 48 %), and on simulated sites a proven
+full recalibration lost 0.11 of capture on the site's next patients while its fit pulled
+halfway toward the parent gained 0.05. So a proven calibration step is pooled with the parent
+counted as `PROVEN_PRIOR_PEOPLE` people, and the unproven shrunk recalibration with the parent
+counted as `PRIOR_PEOPLE`. Both weights were chosen on simulated sites (benchmarks/
+small_cohort_bench.py and RESULTS.md "Small cohorts"): 800 on 32 sites as the smallest weight
+on the parent with which always taking the shrunk recalibration never lost more than 0.02
+(200 / 400 / 800 / 1,600: worst change -0.054 / -0.029 / -0.015 / -0.008, mean lift +0.076 /
++0.060 / +0.041 / +0.024); 200 for proven steps on 16 further sites against taking them in full
+(worst -0.004 against -0.110), then confirmed on 24 sites seen by neither choice.
 """
 
 from __future__ import annotations
@@ -41,17 +54,21 @@ from training import metrics, tune
 STEPS = ("none", "in_the_large", "recalibrate", "refit_offset")
 """The ladder of closed testing, in order."""
 SHRUNK = "recalibrate_shrunk"
-PRIOR_PEOPLE = 200
+PRIOR_PEOPLE = 800
+PROVEN_PRIOR_PEOPLE = 200
+MIN_REFIT_PEOPLE = 500
 OFFSET_ROUNDS, OFFSET_PARAMS = 20, {"objective": "reg:squarederror", "max_depth": 2, "learning_rate": 0.05,
                                     "min_child_weight": 20.0, "reg_lambda": 10.0, "tree_method": "hist",
                                     "max_cat_to_onehot": 1, "nthread": 2}
 
 
-def ladder(parent: EIHPredictor) -> tuple[str, ...]:
-    """The steps open to a parent (the closed-testing ladder, then the shrunk recalibration):
-    `refit_offset` continues a booster, so a spline-family parent (additive outputs) climbs only
-    as far as `recalibrate`."""
-    return (*(STEPS[:3] if parent.additive else STEPS), SHRUNK)
+def ladder(parent: EIHPredictor, n_people: int) -> tuple[str, ...]:
+    """The steps open to a parent updated on `n_people` (the closed-testing ladder, then the
+    shrunk recalibration): `refit_offset` continues a booster, so a spline-family parent
+    (additive outputs) climbs only as far as `recalibrate`, as does any parent below
+    `MIN_REFIT_PEOPLE` people."""
+    refit = not parent.additive and n_people >= MIN_REFIT_PEOPLE
+    return (*(STEPS if refit else STEPS[:3]), SHRUNK)
 
 
 def _with(parent: EIHPredictor, cal: MarginCalibration, boosters=None) -> EIHPredictor:
@@ -81,11 +98,12 @@ def recalibrate(parent: EIHPredictor, raw: np.ndarray, y: np.ndarray, boosters=N
     return _with(parent, fitted.to_runtime(True), boosters)
 
 
-def shrunk(parent: EIHPredictor, recalibrated: EIHPredictor, n: int) -> EIHPredictor:
-    """A recalibration (`recalibrate` on n people) pulled toward the parent's: the mean of the two
-    calibrated margins weighted n : PRIOR_PEOPLE, itself one affine map of the raw margins."""
+def shrunk(parent: EIHPredictor, recalibrated: EIHPredictor, n: int, prior_people: int = PRIOR_PEOPLE) -> EIHPredictor:
+    """A calibration step fitted on n people (`recalibrate`, `in_the_large`) pulled toward the
+    parent's: the mean of the two calibrated margins weighted n : prior_people, itself one affine
+    map of the raw margins."""
     pc, full, k = parent.meta.calibration, recalibrated.meta.calibration, len(parent.outputs)
-    w = n / (n + PRIOR_PEOPLE)
+    w = n / (n + prior_people)
     inv_t = (1 - w) / pc.temperature_array(k) + w / full.temperature_array(k)
     bias = (1 - w) * pc.bias_array(k) + w * full.bias_array(k)
     return _with(parent, MarginCalibration(tuple(float(v) for v in 1 / inv_t), tuple(float(v) for v in bias), None, True))
@@ -115,16 +133,38 @@ def fit_step(step: str, parent: EIHPredictor, df: pd.DataFrame, y: np.ndarray) -
     return refit_offset(parent, X, eih_pct(df).to_numpy(dtype="float64"), y)
 
 
+POOLED_STEPS = ("in_the_large", "recalibrate")
+"""The calibration steps an update takes pooled with the parent when proven."""
+
+
+def registered(step: str) -> str:
+    """The key of `out_of_fold`'s predictions of the model an update registers for `step`."""
+    return f"{step}_pooled" if step in POOLED_STEPS else step
+
+
+def fit_update(step: str, parent: EIHPredictor, df: pd.DataFrame, y: np.ndarray) -> EIHPredictor:
+    """The model an update registers for the chosen `step`: a proven calibration step pooled with
+    the parent (weight n : PROVEN_PRIOR_PEOPLE), every other step as `fit_step` fits it."""
+    if step in POOLED_STEPS:
+        return shrunk(parent, fit_step(step, parent, df, y), len(y), PROVEN_PRIOR_PEOPLE)
+    return fit_step(step, parent, df, y)
+
+
 def out_of_fold(parent: EIHPredictor, df: pd.DataFrame, y: np.ndarray, repeats: int, folds: int,
                 seed: int) -> dict[str, np.ndarray]:
-    """(repeats, n, 3) out-of-fold probabilities of every step of the parent's ladder on the site's people."""
+    """(repeats, n, 3) out-of-fold probabilities of every step of the parent's ladder on the site's
+    people (the proofs), and of the pooled form of each calibration step (what `fit_update`
+    registers, under `registered(step)`)."""
     n = len(df)
-    out = {s: np.zeros((repeats, n, 3)) for s in ladder(parent)}
+    steps = ladder(parent, n)
+    out = {s: np.zeros((repeats, n, 3)) for s in (*steps, *map(registered, POOLED_STEPS))}
     for r in range(repeats):
         skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed + 1000 * (r + 1))
         for tr, te in skf.split(np.zeros(n), y):
-            fitted = {s: fit_step(s, parent, df.iloc[tr], y[tr]) for s in out if s != SHRUNK}
+            fitted = {s: fit_step(s, parent, df.iloc[tr], y[tr]) for s in steps if s != SHRUNK}
             fitted[SHRUNK] = shrunk(parent, fitted["recalibrate"], len(tr))  # the same fold's recalibration
+            for s in POOLED_STEPS:
+                fitted[registered(s)] = shrunk(parent, fitted[s], len(tr), PROVEN_PRIOR_PEOPLE)
             for s, child in fitted.items():
                 out[s][r, te] = child.predict_proba(df.iloc[te])
     return out
