@@ -151,3 +151,14 @@ def test_the_size_correction_moves_the_estimates_not_the_paired_comparisons():
     gap = internal.expected_log_loss(truth, null) - internal.expected_log_loss(truth, truth)
     assert moved["oracle_capture_expected"] - plain["oracle_capture_expected"] == pytest.approx(0.01 / gap)
     assert moved["oracle_capture"] > plain["oracle_capture"]
+
+
+def test_the_card_states_the_size_correction_only_when_it_moved_the_estimate():
+    from training.card_tripod import internal_validation
+
+    base = {"validation_repeats": 2, "validation_folds": 10, "test_log_loss": 1.0, "test_log_loss_ci_low": 0.95,
+            "test_log_loss_ci_high": 1.05}
+    moved = "\n".join(internal_validation(base | {"size_correction_log_loss": -0.0062}))
+    assert "9/10 of the people" in moved and "log-loss -0.0062" in moved and "paired comparisons are not" in moved
+    assert "learning curve" not in "\n".join(internal_validation(base | {"size_correction_log_loss": 0.0}))
+    assert "learning curve" not in "\n".join(internal_validation(base))

@@ -123,8 +123,8 @@ def test_each_step_is_an_exact_model_of_the_same_boosters(parent):
     assert np.allclose(big.temperature, p.temperature) and big.bias[1] == pytest.approx(p.bias[1])
 
 
-def test_the_shrunk_recalibration_weighs_the_parent_as_800_people(parent):
-    """At 200 people the shrunk step's margins are 0.8 x the parent's + 0.2 x the full
+def test_the_shrunk_recalibration_weighs_the_parent_as_1600_people(parent):
+    """At 200 people the shrunk step's margins are 8/9 x the parent's + 1/9 x the full
     recalibration's, for both outputs, and a proven step's 0.5 x + 0.5 x; with no step proven
     the shrunk step is taken only when its out-of-fold log-loss is not above the parent's."""
     import pandas as pd
@@ -139,7 +139,7 @@ def test_the_shrunk_recalibration_weighs_the_parent_as_800_people(parent):
     y = response_codes(eih_pct(site), 10.0).astype("int64")
     full = update_steps.fit_step("recalibrate", p, site, y)
     shrunk = update_steps.fit_step(update_steps.SHRUNK, p, site, y)
-    assert np.allclose(shrunk.margins(site), 0.8 * p.margins(site) + 0.2 * full.margins(site), atol=1e-9)
+    assert np.allclose(shrunk.margins(site), (8 * p.margins(site) + full.margins(site)) / 9, atol=1e-9)
     assert not np.allclose(full.margins(site), p.margins(site), atol=1e-3)  # the weight is visible
     # a proven calibration step is registered pooled halfway (the parent as 200 people) at 200 people
     proven = update_steps.fit_update("recalibrate", p, site, y)

@@ -129,6 +129,10 @@ def internal_validation(metrics: dict) -> list[str]:
                " fitted on all rows. The hyper-parameter search itself ran once on all rows and is not repeated in"
                " each fold, a small remaining optimism. The 'test' figures of this card are these out-of-fold"
                " estimates (mean over the repeats); 95 % intervals resample people.")
+        if metrics.get("size_correction_log_loss", 0.0) < 0:
+            how += (f" Each fold's model learnt from {k - 1}/{k} of the people, the final model from all of them: the"
+                    f" log-loss and capture are moved along the learning curve to the full cohort (log-loss"
+                    f" {metrics['size_correction_log_loss']:+.4f}); the paired comparisons are not.")
     else:
         how = "Internal validation on the held-out test split; 95 % intervals resample its people."
     lines = ["## Internal validation", how, "", "| figure | estimate | 95 % CI |", "|---|---|---|"]

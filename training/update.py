@@ -114,7 +114,7 @@ def update_cmd(
     """Update a model for a new site: recalibration in the large, recalibration of margin and
     spread, or (from 500 people) a refit with the old margin as offset, chosen by repeated
     cross-validation on the site's people. A proven recalibration is pooled with the parent's
-    (weights n : 200); when none is proven, the recalibration is pooled n : 800 if it does not do
+    (weights n : 200); when none is proven, the recalibration is pooled n : 1,600 if it does not do
     worse. Registers the new version with its lineage and passes it through the gate."""
     from rich.console import Console
 

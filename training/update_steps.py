@@ -9,7 +9,7 @@ functions on a parent distributional model and the site's people with outcomes:
   site's measured change with the parent's margin as the offset, then recalibrated.
 
 - `recalibrate_shrunk`: the recalibration pulled toward the parent: margins = (1 - w) x the
-  parent's + w x the recalibrated ones, w = n / (n + PRIOR_PEOPLE) (0.2 at 200 people).
+  parent's + w x the recalibrated ones, w = n / (n + PRIOR_PEOPLE) (0.11 at 200 people).
 
 The calibration steps are new affine `MarginCalibration`s of the same boosters and
 `refit_offset` adds trees to the same booster, so exact explanations stay exact.
@@ -27,12 +27,14 @@ that the site differs, not by how much: 200 local people can be a skewed sample 
 full recalibration lost 0.11 of capture on the site's next patients while its fit pulled
 halfway toward the parent gained 0.05. So a proven calibration step is pooled with the parent
 counted as `PROVEN_PRIOR_PEOPLE` people, and the unproven shrunk recalibration with the parent
-counted as `PRIOR_PEOPLE`. Both weights were chosen on simulated sites (benchmarks/
-small_cohort_bench.py and RESULTS.md "Small cohorts"): 800 on 32 sites as the smallest weight
-on the parent with which always taking the shrunk recalibration never lost more than 0.02
-(200 / 400 / 800 / 1,600: worst change -0.054 / -0.029 / -0.015 / -0.008, mean lift +0.076 /
-+0.060 / +0.041 / +0.024); 200 for proven steps on 16 further sites against taking them in full
-(worst -0.004 against -0.110), then confirmed on 24 sites seen by neither choice.
+counted as `PRIOR_PEOPLE`. Both weights were chosen on simulated sites (benchmarks/small_cohort_bench.py; RESULTS.md
+"Small cohorts"). 200 for proven steps, against taking them in full, on 16 sites (worst change in
+capture on the site's fresh people -0.004 against -0.110), confirmed on 24 others. 1,600 as
+the smaller of 800 / 1,600 with which the update never lost more than 0.02 on 144 sites (800:
+-0.024 at one of them; always taking the shrunk recalibration on 32 of them at 200 / 400 /
+800 / 1,600: worst -0.054 / -0.029 / -0.015 / -0.008), then confirmed on 80 sites seen by
+neither choice: worst -0.006, mean lift +0.033 (800: -0.012, +0.046). The site's own fit gets
+weight 0.11 at 200 people and 0.38 at 1,000.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ from training import metrics, tune
 STEPS = ("none", "in_the_large", "recalibrate", "refit_offset")
 """The ladder of closed testing, in order."""
 SHRUNK = "recalibrate_shrunk"
-PRIOR_PEOPLE = 800
+PRIOR_PEOPLE = 1600
 PROVEN_PRIOR_PEOPLE = 200
 MIN_REFIT_PEOPLE = 500
 OFFSET_ROUNDS, OFFSET_PARAMS = 20, {"objective": "reg:squarederror", "max_depth": 2, "learning_rate": 0.05,
