@@ -30,8 +30,8 @@ counted as `PROVEN_PRIOR_PEOPLE` people, and the unproven shrunk recalibration w
 counted as `PRIOR_PEOPLE`. Both weights were chosen on simulated sites (benchmarks/small_cohort_bench.py; RESULTS.md
 "Small cohorts"). 200 for proven steps, against taking them in full, on 16 sites (worst change in
 capture on the site's fresh people -0.004 against -0.110), confirmed on 24 others. 1,600 as
-the smaller of 800 / 1,600 with which the update never lost more than 0.02 on 144 sites (800:
--0.024 at one of them; always taking the shrunk recalibration on 32 of them at 200 / 400 /
+the smaller of 800 / 1,600 with which the update never lost more than 0.02 on 112 sites (800:
+-0.024 at one of them; earlier, always taking the shrunk recalibration on 32 of them at 200 / 400 /
 800 / 1,600: worst -0.054 / -0.029 / -0.015 / -0.008), then confirmed on 80 sites seen by
 neither choice: worst -0.006, mean lift +0.033 (800: -0.012, +0.046). The site's own fit gets
 weight 0.11 at 200 people and 0.38 at 1,000.
