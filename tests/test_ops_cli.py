@@ -25,7 +25,9 @@ def test_stopping_the_foreground_command_stops_its_server(tmp_path, sig):
     server = f"import os, time; open({str(pidfile)!r}, 'w').write(str(os.getpid())); time.sleep(120)"
     code = ("import sys\nfrom eih.ops_cli import run_foreground\n"
             f"sys.exit(run_foreground([sys.executable, '-c', {server!r}]))\n")
-    parent = subprocess.Popen([sys.executable, "-c", code])
+    # under nohup SIGHUP arrives ignored and the server would inherit that; the test needs the default
+    parent = subprocess.Popen([sys.executable, "-c", code],
+                              preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
     child = None
     try:
         deadline = time.time() + 60
