@@ -63,7 +63,11 @@ def test_intervals_at_300_are_wide_and_narrow_with_n():
         for k in ("test_auroc_macro", "test_ece", "test_calibration_slope_hyperalgesia", "oracle_capture",
                   "paired_log_loss_diff_vs_logreg", "paired_log_loss_diff_vs_null"):
             assert f"{k}_ci_low" in m and f"{k}_ci_high" in m, k
-        assert len(trained.evaluation.extra["learning_curve"]) >= 2
+        curve = trained.evaluation.extra["learning_curve"]
+        assert len(curve) >= 2
+        shift = internal.size_correction(curve, n)
+        assert m["size_correction_log_loss"] == shift <= 0
+        assert m["oracle_capture_expected"] >= m["oracle_capture_expected_uncorrected"]
     assert widths[300] > 0.06 and widths[300] > 2 * widths[3000], widths
 
 
