@@ -131,3 +131,21 @@ def test_the_final_booster_is_the_seed_average_the_config_asks_for(cohort):
     ex = pred.explain(valid.iloc[:50])
     assert pred.boosters[1].num_boosted_rounds() == calib.spread.n_rounds
     np.testing.assert_allclose(ex.base + ex.contributions.sum(axis=2), pred.margins(valid.iloc[:50]), atol=1e-4)
+
+
+def test_the_first_trial_stays_inside_a_narrowed_search_space(cohort):
+    """The search starts from a shallow first guess; when the space excludes it, the guess is
+    moved to the nearest bound instead of a trial outside the space the user asked for."""
+    from training import tune
+    from training.config import SearchSpace
+
+    assert tune.first_guess(SearchSpace()) == tune.FIRST_GUESS
+    narrow = SearchSpace(max_depth=(5, 6), gamma=(0.5, 1.0), learning_rate=(0.01, 0.02))
+    guess = tune.first_guess(narrow)
+    assert guess["max_depth"] == 5 and isinstance(guess["max_depth"], int)
+    assert guess["gamma"] == 0.5 and guess["learning_rate"] == 0.02 and guess["subsample"] == 0.8
+    valid, y, _ = cohort
+    cfg = TrainConfig(n_trials=1, cv_folds=3, max_rounds=20, search=narrow, families=("xgboost",))
+    prep = steps.prepare(valid, y, cfg, seed=0)
+    (first,) = steps.search(prep, cfg, 0).trials
+    assert first.params["max_depth"] == 5 and first.params["gamma"] == 0.5

@@ -25,7 +25,7 @@ from scipy.optimize import minimize
 from data_contracts.labels import response_codes
 from model_runtime.links import NORMAL_SPREAD, ORDINAL, SOFTMAX, MarginCalibration, margins_to_proba
 from training import averaging, spline
-from training.config import TrainConfig
+from training.config import SearchSpace, TrainConfig
 from training.metrics import log_loss
 
 K = 3
@@ -120,6 +120,16 @@ def suggest(trial: optuna.Trial, cfg: TrainConfig) -> dict:
     }
 
 
+FIRST_GUESS = {"max_depth": 3, "learning_rate": 0.05, "min_child_weight": 8.0, "subsample": 0.8,
+               "colsample_bytree": 0.8, "reg_lambda": 1.0, "gamma": 0.0}
+"""The search's first trial: shallow trees, a moderate learning rate."""
+
+
+def first_guess(space: SearchSpace) -> dict:
+    """`FIRST_GUESS` moved into `space`'s bounds: a narrowed search never starts outside them."""
+    return {k: type(v)(min(max(v, getattr(space, k)[0]), getattr(space, k)[1])) for k, v in FIRST_GUESS.items()}
+
+
 def search(
     X: pd.DataFrame,
     target: np.ndarray,
@@ -135,11 +145,7 @@ def search(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(8, cfg.n_trials))
     study = optuna.create_study(direction="minimize", sampler=sampler)
-    # a sensible first guess: shallow trees, moderate learning rate
-    study.enqueue_trial(
-        {"max_depth": 3, "learning_rate": 0.05, "min_child_weight": 8.0, "subsample": 0.8,
-         "colsample_bytree": 0.8, "reg_lambda": 1.0, "gamma": 0.0}
-    )
+    study.enqueue_trial(first_guess(cfg.search))
 
     def objective(trial: optuna.Trial) -> float:
         params = {**base_params(cfg, seed), **suggest(trial, cfg)}
