@@ -161,9 +161,11 @@ def _draw(y, P, base, oracle_P, champion_P, idx, shift: float = 0.0) -> dict[str
         ol = metrics.log_loss(yi, oi)
         out["oracle_log_loss"] = ol
         out["oracle_capture"] = metrics.oracle_capture(out["null_log_loss"], out["log_loss"], ol)
-        model_e = float(np.mean([expected_log_loss(oi, P[r, idx]) for r in range(R)])) + shift
+        model_e = float(np.mean([expected_log_loss(oi, P[r, idx]) for r in range(R)]))
         null_e = float(np.mean([expected_log_loss(oi, base["null"][r, idx]) for r in range(R)]))
-        out["oracle_capture_expected"] = metrics.oracle_capture(null_e, model_e, expected_log_loss(oi, oi))
+        truth_e = expected_log_loss(oi, oi)
+        out["oracle_capture_expected"] = metrics.oracle_capture(null_e, model_e + shift, truth_e)
+        out["oracle_capture_expected_uncorrected"] = metrics.oracle_capture(null_e, model_e, truth_e)
     return out
 
 
@@ -302,10 +304,7 @@ def run_resampled(prep: steps.Prepared, cfg: TrainConfig, seed: int, oracle_P: n
         ev.metrics["validation_repeats"] = cfg.cv_repeats
         ev.metrics["validation_folds"] = cfg.n_outer_folds(len(prep.y))
         ev.metrics["size_correction_log_loss"] = shift
-        if oracle_P is not None:  # the uncorrected cross-validation estimate beside the corrected one
-            ev.metrics["oracle_capture_expected_uncorrected"] = _draw(
-                prep.y, oof.P, oof.baselines, oracle_P, None, np.arange(len(prep.y)))["oracle_capture_expected"]
-        ev.extra.update(oof=oof, learning_curve=curve, size_correction=shift)
+        ev.extra.update(oof=oof, learning_curve=curve)
         steps.finalize(prep, predictor, ev)
         return ev
 
@@ -342,7 +341,7 @@ def resummarizer(trained: steps.Trained, cfg: TrainConfig, seed: int):
         if "oof" in ev.extra:
             oof = ev.extra["oof"]
             return summarize(prep.y, oof.P, oof.baselines, cfg.bootstrap, seed, ev.oracle_P, champion_P,
-                             ev.extra.get("size_correction", 0.0))
+                             ev.metrics.get("size_correction_log_loss", 0.0))
         base = {k: v[None] for k, v in ev.baselines.items()}
         return summarize(prep.y[prep.te], ev.P[None], base, cfg.bootstrap, seed, ev.oracle_P, champion_P)
 

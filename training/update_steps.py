@@ -144,12 +144,15 @@ def registered(step: str) -> str:
     return f"{step}_pooled" if step in POOLED_STEPS else step
 
 
+def pool(step: str, parent: EIHPredictor, fitted: EIHPredictor, n: int) -> EIHPredictor:
+    """What an update registers for `step` given its full fit on n people: a calibration step
+    pooled with the parent (weight n : PROVEN_PRIOR_PEOPLE), any other step as fitted."""
+    return shrunk(parent, fitted, n, PROVEN_PRIOR_PEOPLE) if step in POOLED_STEPS else fitted
+
+
 def fit_update(step: str, parent: EIHPredictor, df: pd.DataFrame, y: np.ndarray) -> EIHPredictor:
-    """The model an update registers for the chosen `step`: a proven calibration step pooled with
-    the parent (weight n : PROVEN_PRIOR_PEOPLE), every other step as `fit_step` fits it."""
-    if step in POOLED_STEPS:
-        return shrunk(parent, fit_step(step, parent, df, y), len(y), PROVEN_PRIOR_PEOPLE)
-    return fit_step(step, parent, df, y)
+    """The model an update registers for the chosen `step` (`pool` of its full fit)."""
+    return pool(step, parent, fit_step(step, parent, df, y), len(y))
 
 
 def out_of_fold(parent: EIHPredictor, df: pd.DataFrame, y: np.ndarray, repeats: int, folds: int,
@@ -166,7 +169,7 @@ def out_of_fold(parent: EIHPredictor, df: pd.DataFrame, y: np.ndarray, repeats: 
             fitted = {s: fit_step(s, parent, df.iloc[tr], y[tr]) for s in steps if s != SHRUNK}
             fitted[SHRUNK] = shrunk(parent, fitted["recalibrate"], len(tr))  # the same fold's recalibration
             for s in POOLED_STEPS:
-                fitted[registered(s)] = shrunk(parent, fitted[s], len(tr), PROVEN_PRIOR_PEOPLE)
+                fitted[registered(s)] = pool(s, parent, fitted[s], len(tr))
             for s, child in fitted.items():
                 out[s][r, te] = child.predict_proba(df.iloc[te])
     return out
