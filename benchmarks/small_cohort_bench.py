@@ -2,7 +2,7 @@
 and does a site update help?
 
     .venv/bin/python benchmarks/small_cohort_bench.py [--sizes 300 1000 3000] [--seeds 0 1 2]
-        [--n-trials 8] [--repeats 2] [--fresh 20000] [--no-update] [--site-seed 3]
+        [--n-trials 8] [--repeats 2] [--fresh 20000] [--no-update] [--site-seed 3 [S ...]]
 
 1. For each size and seed: a simulated single-site cohort, trained in memory with repeated
    cross-validation (training.internal.run_resampled), scored on `--fresh` new people of the
@@ -96,7 +96,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--fresh", type=int, default=20000)
     ap.add_argument("--no-update", action="store_true", help="only part 1 (the internal estimate)")
-    ap.add_argument("--site-seed", type=int, default=3, help="seed of the 8 simulated sites of part 2")
+    ap.add_argument("--site-seed", type=int, nargs="+", default=[3],
+                    help="seeds of part 2, 8 simulated sites each")
     a = ap.parse_args()
     cfg = TrainConfig(n_trials=a.n_trials, cv_repeats=a.repeats, bootstrap=100, max_rounds=400)
     fresh = labelled(*simulate(a.fresh, seed=999, n_sites=1))
@@ -116,13 +117,18 @@ def main() -> None:
         return
     per_site = max(2200, a.fresh // 4 + 200)
     diffs = []
-    for effect, local, fresh_site in site_people(a.site_seed, per_site):
-        step, before, after = update_case(parent, local, fresh_site, a.repeats, a.site_seed)
-        diffs.append(after - before)
-        print(f"site update (scale x{np.exp(effect.log_scale):.2f}, noise x{effect.noise:.2f}, re-test after"
-              f" {effect.delay_min:.0f} min, response shift {effect.shift:+.2f}): step {step}; fresh capture"
-              f" {before:.3f} -> {after:.3f} ({after - before:+.3f})", flush=True)
-    print(f"site updates: largest lift {max(diffs):+.3f}, worst change {min(diffs):+.3f} (aim: never below -0.02)")
+    for ss in a.site_seed:
+        for effect, local, fresh_site in site_people(ss, per_site):
+            step, before, after = update_case(parent, local, fresh_site, a.repeats, ss)
+            diffs.append(after - before)
+            print(f"site update (scale x{np.exp(effect.log_scale):.2f}, noise x{effect.noise:.2f}, re-test after"
+                  f" {effect.delay_min:.0f} min, response shift {effect.shift:+.2f}): step {step}; fresh capture"
+                  f" {before:.3f} -> {after:.3f} ({after - before:+.3f})", flush=True)
+    d = np.array(diffs)
+    big = d[d > 0.05]
+    print(f"site updates ({len(d)} sites): largest lift {d.max():+.3f}, worst change {d.min():+.3f} (aim: never below"
+          f" -0.02; below it at {(d < -0.02).sum()}), mean {d.mean():+.3f}, median {np.median(d):+.3f}; lifted by more"
+          f" than 0.05 at {len(big)}" + (f" ({big.min():+.3f} to {big.max():+.3f})" if len(big) else ""))
 
 
 if __name__ == "__main__":
