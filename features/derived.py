@@ -1,8 +1,8 @@
 """Derived features: a few named quantities computed from contract fields.
 
-One for now, `exercise_dose_vs_threshold`: how much of the dose that reliably gives
-exercise-induced hypoalgesia the protocol delivers, from 0 (below the published
-threshold) to 1 (at or above the dose that reliably relieves), by modality:
+`exercise_dose_vs_threshold`: how much of the dose that reliably gives exercise-induced
+hypoalgesia the protocol delivers, from 0 (below the published threshold) to 1 (at or
+above the dose that reliably relieves), by modality:
 
 | modality | dose fraction | evidence |
 |---|---|---|
@@ -12,22 +12,38 @@ threshold) to 1 (at or above the dose that reliably relieves), by modality:
 | HIIT | ramp(duration, 5, 15) | no acute EIH data: a prior |
 | mind-body | ramp(duration, 10, 30) | no acute EIH data: a prior |
 
-`ramp(v, a, b)` rises linearly from 0 at a to 1 at b. Missing when the modality, or a
-value the modality's formula needs, is missing. The unit conversion is the simulator's
-(simulation/params.py); this module keeps its own copy because features may not depend on
-the simulator, and tests/test_sim2_units.py asserts that the two agree.
+`exercise_load`: how heavy the protocol is for its modality, from 0 (no load that could
+provoke pain) to 1 (the modality's heaviest load), the load that in sensitized people raises
+pain sensitivity after the bout instead of lowering it:
 
-Why it exists: the response depends on the protocol's dose multiplied by how responsive
-the person is; trees need many splits (modality x intensity x duration x person) to form
-that product, and one dose number lets shallow trees reach it. Honesty note: these are
-the same published thresholds the simulator encodes (simulation/README.md), so on
-simulated cohorts the feature carries the simulator's dose shape almost exactly; on real
-cohorts the thresholds are approximations and the gain will be smaller.
+| modality | load share | evidence |
+|---|---|---|
+| aerobic | ramp(%VO2max, 45, 90)^1.3 x (0.5 + 0.5 ramp(duration, 10, 40)) | in sensitized people very high intensity raises pain sensitivity; the risk grows steeply above ~60 % VO2max and with longer bouts |
+| isometric | (0.6 + 0.4 ramp(intensity, 20, 80)) x (0.7 + 0.3 ramp(duration, 1, 5)) | local loading provokes hyperalgesia in fibromyalgia even at low contraction force (Kosek et al. 1996; Staud et al. 2005) |
+| dynamic resistance | 0.5 + 0.5 ramp(intensity, 50, 85) | heavier loads, lower and possibly negative EIH with local loading in low back pain (Kuithan et al. 2019) |
+| HIIT | 0.5 + 0.5 ramp(intensity, 80, 100) | no acute data: the most novel, very high load of the set (a prior) |
+| mind-body | ramp(duration, 10, 30) | no acute data: a prior |
+
+`ramp(v, a, b)` rises linearly from 0 at a to 1 at b. Missing when the modality, or a
+value the modality's formula needs, is missing. The unit conversion and both tables are the
+simulator's (simulation/README.md, model.protocol_terms: the dose is where its gain G
+starts and saturates, the load is its load sensitivity H divided by the modality's
+magnitude); this module keeps its own copy because features may not depend on the
+simulator, and tests/test_sim2_units.py asserts that the copies agree.
+
+Why they exist: the response depends on the protocol's dose multiplied by how responsive
+the person is, minus its load multiplied by how sensitized the person is; trees need many
+splits (modality x intensity x duration x person) to form those products, and one dose and
+one load number let shallow trees reach them. Honesty note: these are the same shapes the
+simulator encodes, so on simulated cohorts the features carry the simulator's dose and load
+shapes exactly (only the magnitudes per modality and person are left to learn); on real
+cohorts the thresholds are approximations and the gain will be smaller. `derived_features =
+[]` trains on the contract fields alone.
 
 Explanations: a derived feature gets its own exact contribution (TreeSHAP treats it as
 one more input), reported under its name beside the contract fields; base value plus all
 contributions still equals the margin. The protocol's total effect is the sum of the
-modality, intensity, duration and dose contributions.
+modality, intensity, duration, dose and load contributions.
 
 Both the pandas path (`ContractFeatures.transform`) and the HTTP fast path
 (`EIHPredictor.matrix`) call `Derived.compute`, so they cannot disagree.
@@ -53,6 +69,7 @@ SWAIN_SLOPE = 0.64
 SWAIN_INTERCEPT = 37.0
 AEROBIC_VO2_ONSET = 50.0  # % VO2max without EIH at 30 min (Hoffman et al. 2004)
 AEROBIC_VO2_FULL = 75.0  # % VO2max with a clear EIH at 30 min (Hoffman et al. 2004)
+AEROBIC_LOAD_VO2 = (45.0, 90.0, 1.3)  # aerobic load: ramp(% VO2max, lo, hi) ** power
 
 
 def vo2max_from_hrmax(pct_hrmax: np.ndarray) -> np.ndarray:
@@ -116,7 +133,36 @@ def _dose(cols: Mapping[str, np.ndarray]) -> np.ndarray:
     return out
 
 
+def _load(cols: Mapping[str, np.ndarray]) -> np.ndarray:
+    mod = np.asarray(cols["exercise_modality"], dtype="float64")
+    inten = np.asarray(cols["exercise_intensity_pct"], dtype="float64")
+    dur = np.asarray(cols["exercise_duration_min"], dtype="float64")
+    out = np.full(len(mod), np.nan)
+    lo, hi, power = AEROBIC_LOAD_VO2
+    with np.errstate(invalid="ignore"):
+        for code, name in enumerate(_MODALITIES):
+            m = mod == code
+            if not m.any():
+                continue
+            i, d = inten[m], dur[m]
+            if name == "aerobic":
+                v = ramp(vo2max_from_hrmax(i), lo, hi) ** power * (0.5 + 0.5 * ramp(d, 10.0, 40.0))
+            elif name == "isometric":
+                v = (0.6 + 0.4 * ramp(i, 20.0, 80.0)) * (0.7 + 0.3 * ramp(d, 1.0, 5.0))
+            elif name == "dynamic_resistance":
+                v = 0.5 + 0.5 * ramp(i, 50.0, 85.0)
+            elif name == "hiit":
+                v = 0.5 + 0.5 * ramp(i, 80.0, 100.0)
+            elif name == "mind_body":
+                v = ramp(d, 10.0, 30.0)
+            else:  # a category added to the contract later: no published load here
+                v = np.full(len(i), np.nan)
+            out[m] = v  # NaN inputs stay NaN
+    return out
+
+
 EXERCISE_DOSE = "exercise_dose_vs_threshold"
+EXERCISE_LOAD = "exercise_load"
 
 DERIVED: dict[str, Derived] = {
     EXERCISE_DOSE: Derived(
@@ -124,6 +170,12 @@ DERIVED: dict[str, Derived] = {
         "Exercise dose relative to the EIH threshold",
         ("exercise_modality", "exercise_intensity_pct", "exercise_duration_min"),
         _dose,
+    ),
+    EXERCISE_LOAD: Derived(
+        EXERCISE_LOAD,
+        "Exercise load relative to the modality's heaviest",
+        ("exercise_modality", "exercise_intensity_pct", "exercise_duration_min"),
+        _load,
     ),
 }
 
@@ -146,3 +198,15 @@ def dose_band(v: float) -> str:
     if v >= 1.0:
         return "at or above the dose that reliably gives EIH"
     return f"{v:.0%} of the dose that reliably gives EIH"
+
+
+def load_band(v: float) -> str:
+    if v <= 0.0:
+        return "no load that provokes pain"
+    if v >= 1.0:
+        return "the modality's heaviest load"
+    return f"{v:.0%} of the modality's heaviest load"
+
+
+BANDS = {EXERCISE_DOSE: dose_band, EXERCISE_LOAD: load_band}
+"""Clinical reading of each derived feature's value."""

@@ -20,7 +20,7 @@ import math
 import numpy as np
 
 from data_contracts.fields import BY_NAME, RESPONSES
-from features.derived import DERIVED, EXERCISE_DOSE, dose_band, kind
+from features.derived import BANDS, DERIVED, kind
 
 TOWARD_PHRASE = {
     "hypoalgesia": "favours hypoalgesia (less pain sensitivity after exercise)",
@@ -37,19 +37,19 @@ def label(field: str) -> str:
 
 
 def _band(field: str, v: float, record: dict) -> str | None:
-    """Clinical reading of a value: the contract field's bands, or the dose feature's."""
-    if field == EXERCISE_DOSE:
-        return dose_band(v)
+    """Clinical reading of a value: the contract field's bands, or the derived feature's."""
+    if field in BANDS:
+        return BANDS[field](v)
     f = BY_NAME.get(field)
     return f.band(v, record.get("exercise_modality")) if f is not None else None
 
 
 def format_value(field: str, value) -> str:
     """A value as a clinician reads it: "not measured" when missing, a number with its display
-    unit, the exercise dose to two decimals, a category with spaces for underscores."""
+    unit, a derived feature (a share from 0 to 1) to two decimals, a category with spaces for underscores."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "not measured"
-    if field == EXERCISE_DOSE:
+    if field in DERIVED:
         return f"{float(value):.2f}"
     if kind(field) == "number":
         unit = BY_NAME[field].display_unit if field in BY_NAME else ""

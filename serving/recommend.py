@@ -22,7 +22,7 @@ low end when that is not a multiple of 5 (isometric holds: 1, 5, 10 min): 312 pr
 Outside these ranges a model trained on such data extrapolates.
 
 Scoring. A person's model-matrix row is repeated once per protocol and only the protocol
-columns (and the derived dose, computed once per grid protocol) differ, so a person's
+columns (and the derived dose and load, computed once per grid protocol) differ, so a person's
 whole grid is one `inplace_predict` per booster. Ranking is by the pooled benefit
 (`model_runtime/protocol_grid.py`: the person's own level and their pain condition's
 profile over the grid, plus their personal deviation shrunk by the factor estimated in

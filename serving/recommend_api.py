@@ -207,7 +207,7 @@ class ProtocolScore(BaseModel):
     change_interval_pct: dict[str, list[float]] | None = PydanticField(
         None, description='prediction intervals of the measured change, e.g. {"80": [low, high], "90": [low, high]}: '
                           "8 (9) in 10 people like this one change between the two numbers")
-    why: list[dict] = PydanticField(description="contributions of the protocol fields (and the derived dose) to the "
+    why: list[dict] = PydanticField(description="contributions of the protocol fields (and the derived dose and load) to the "
                                     "expected change, as in /predict's top_contributions")
     warnings: list[str] = PydanticField(description="a modality resting on priors; values outside the training range")
     meets_constraints: bool | None = None

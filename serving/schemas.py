@@ -28,8 +28,9 @@ class Probabilities(BaseModel):
 
 class TopContribution(BaseModel):
     model_config = ConfigDict(protected_namespaces=())
-    field: str = Field(description="contract field, or a derived feature (exercise_dose_vs_threshold: the protocol's "
-                       "dose relative to the published EIH threshold, 0-1, computed from modality, intensity and duration)")
+    field: str = Field(description="contract field, or a derived feature computed from modality, intensity and duration "
+                       "(exercise_dose_vs_threshold: the protocol's dose relative to the published EIH threshold, 0-1; "
+                       "exercise_load: its load relative to the modality's heaviest, 0-1)")
     value: float | int | str | None = Field(description="the value as given in the request (null: not measured); "
                                             "for a derived feature, its computed value")
     contribution: float = Field(description="effect on the log-odds of `toward` relative to the other outcomes")

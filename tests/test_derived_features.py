@@ -1,5 +1,5 @@
-"""The derived dose feature: values at the published thresholds, the same in every path,
-and explained exactly beside the contract fields."""
+"""The derived dose and load features: values at the published thresholds, the same in
+every path, and explained exactly beside the contract fields."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import xgboost as xgb
 
 from data_contracts.examples import EXAMPLE_RECORD
 from data_contracts.fields import PREDICTORS
-from features.derived import DERIVED, EXERCISE_DOSE
+from features.derived import DERIVED, EXERCISE_DOSE, EXERCISE_LOAD
 from features.pipeline import ContractFeatures
 from features.reference import build_reference
 from model_runtime.metadata import ModelMeta
@@ -19,6 +19,7 @@ from serving.explain import statement, top_contributions
 from training.config import TrainConfig, load_config
 
 DOSE = DERIVED[EXERCISE_DOSE]
+LOAD = DERIVED[EXERCISE_LOAD]
 
 
 def _rec(modality, intensity, duration) -> dict:
@@ -53,6 +54,40 @@ def test_dose_is_missing_when_the_modality_or_a_needed_value_is():
     assert DOSE.from_record(_rec("aerobic", None, 30)) is None
     # the isometric formula does not need the intensity
     assert DOSE.from_record(_rec("isometric", None, 3)) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    "modality, intensity, duration, expected",
+    [
+        ("aerobic", 65.8, 60, 0.0),  # 45 % VO2max (Swain 1994): no load that provokes pain
+        ("aerobic", 94.6, 40, 1.0),  # 90 % VO2max for 40 min: the heaviest
+        ("aerobic", 94.6, 10, 0.5),  # ... for 10 min: half of it
+        ("aerobic", 80.2, 40, 0.5 ** 1.3),  # halfway up the intensity ramp (67.5 % VO2max), raised to 1.3
+        ("isometric", 20, 1, 0.6 * 0.7),  # a light, short hold still loads a sensitized muscle
+        ("isometric", 80, 5, 1.0),
+        ("isometric", 50, 3, 0.8 * 0.85),
+        ("dynamic_resistance", 40, 10, 0.5),  # light loads: half
+        ("dynamic_resistance", 67.5, 10, 0.75),
+        ("dynamic_resistance", 90, 10, 1.0),
+        ("hiit", 80, 10, 0.5),
+        ("hiit", 100, 10, 1.0),
+        ("mind_body", 30, 20, 0.5),
+        ("mind_body", 30, 5, 0.0),
+    ],
+)
+def test_load_share_by_modality(modality, intensity, duration, expected):
+    assert LOAD.from_record(_rec(modality, intensity, duration)) == pytest.approx(expected, abs=2e-3)
+
+
+def test_load_rises_with_intensity_and_is_missing_without_what_it_needs():
+    for modality in ("aerobic", "isometric", "dynamic_resistance", "hiit"):
+        vals = [LOAD.from_record(_rec(modality, i, 20)) for i in range(20, 101, 5)]
+        assert all(b >= a for a, b in zip(vals, vals[1:], strict=False)) and vals[-1] > vals[0], modality
+    assert LOAD.from_record(_rec(None, 70, 30)) is None
+    assert LOAD.from_record(_rec("aerobic", 70, None)) is None
+    # resistance load does not depend on duration, HIIT's not on duration either
+    assert LOAD.from_record(_rec("dynamic_resistance", 60, None)) == pytest.approx(0.5 + 0.5 * 10 / 35)
+    assert LOAD.from_record(_rec("mind_body", None, 30)) == pytest.approx(1.0)
 
 
 def _frame(n: int, seed: int = 0) -> pd.DataFrame:
@@ -135,10 +170,13 @@ def test_top_contributions_report_the_dose_with_its_computed_value():
         "Exercise dose relative to the EIH threshold of 1.00 (at or above the dose that reliably gives EIH)")
     assert "below the threshold for EIH" in statement(EXERCISE_DOSE, 0.0, "hyperalgesia")
     assert "40% of the dose" in statement(EXERCISE_DOSE, 0.4, "hypoalgesia")
+    assert "of 0.75 (75% of the modality's heaviest load) raises the risk of hyperalgesia" in statement(
+        EXERCISE_LOAD, 0.75, "hyperalgesia")
+    assert "(no load that provokes pain)" in statement(EXERCISE_LOAD, 0.0, "hypoalgesia")
 
 
 def test_config_names_the_derived_features_and_rejects_unknown_ones(tmp_path):
-    assert TrainConfig().derived_features == (EXERCISE_DOSE,)
+    assert TrainConfig().derived_features == (EXERCISE_DOSE, EXERCISE_LOAD)
     f = tmp_path / "c.toml"
     f.write_text("derived_features = []\n")
     assert load_config(f).derived_features == ()

@@ -158,7 +158,7 @@ def test_recommendations_carry_the_numbers_predict_gives(loaded, recommender):
         lo90, hi90 = r["change_interval_pct"]["90"]
         assert lo90 <= lo80 < r["expected_change_pct"] < hi80 <= hi90
         assert r["benefit"] == pytest.approx(r["probabilities"]["hypoalgesia"] - r["probabilities"]["hyperalgesia"])
-        assert {w["field"] for w in r["why"]} <= set(PROTOCOL_FIELDS) | {"exercise_dose_vs_threshold"}
+        assert {w["field"] for w in r["why"]} <= set(PROTOCOL_FIELDS) | {"exercise_dose_vs_threshold", "exercise_load"}
         assert r["protocol"]["exercise_modality"] in ("aerobic", "isometric")
     # ranked by the pooled benefit (ties: lower risk, then grid order), which the model's pooling defines
     assert np.all(np.diff(np.round([r["ranking_benefit"] for r in top], 9)) <= 0)

@@ -27,7 +27,7 @@ from scipy.stats import norm
 
 from data_contracts.examples import EXAMPLE_RECORD
 from data_contracts.fields import BEFORE_BOUT_PREDICTORS, PREDICTORS, RESPONSES
-from features.derived import DERIVED, EXERCISE_DOSE
+from features.derived import DERIVED, EXERCISE_DOSE, EXERCISE_LOAD
 from serving.gate import records_from_frame
 from serving.schemas import ErrorResponse, ExplainResponse, Metadata, PredictResponse
 
@@ -117,9 +117,9 @@ def test_metadata(server):
     assert meta.model.name == "eih-responder" and meta.model.version and meta.model.uri == server.uri
     assert meta.model.contract_version == meta.service_contract_version == "1.0"
     assert meta.model.label_threshold_pct == 10.0
-    # the contract fields, then the derived dose feature (features/derived.py)
-    # the fields known before the bout (lactate is measured after it), then the derived dose feature
-    assert meta.features == list(BEFORE_BOUT_PREDICTORS) + [EXERCISE_DOSE] and meta.outputs == ["eih_pct", "log_sd"]
+    # the fields known before the bout (lactate is measured after it), then the derived dose and load
+    assert meta.features == list(BEFORE_BOUT_PREDICTORS) + [EXERCISE_DOSE, EXERCISE_LOAD]
+    assert meta.outputs == ["eih_pct", "log_sd"]
     assert meta.link == "normal_spread" and meta.residual_sigma_pct is None
     assert "test_log_loss" in meta.training_metrics and set(meta.risk_cutoffs) == {"moderate", "high"}
 
@@ -160,7 +160,7 @@ def test_explain_is_additive_and_explains_the_served_probabilities(server, cohor
         assert e.subject_id == rec["subject_id"] == p["subject_id"]
         assert set(e.margins) == set(e.base_values) == set(e.contributions) == {"eih_pct", "log_sd"}
         for o in ("eih_pct", "log_sd"):
-            assert set(e.contributions[o]) == set(PREDICTORS) | {EXERCISE_DOSE}
+            assert set(e.contributions[o]) == set(PREDICTORS) | {EXERCISE_DOSE, EXERCISE_LOAD}
             assert abs(e.base_values[o] + sum(e.contributions[o].values()) - e.margins[o]) < 1e-9
         # the documented link: eih_pct ~ Normal(margin, exp(log_sd)), hypoalgesia beyond +t, hyperalgesia beyond -t
         m = e.margins["eih_pct"]
@@ -190,7 +190,7 @@ def test_agrees_with_eih_score(server, cohort_records, tmp_path, cli_runner):
         for o in e["margins"]:
             assert e["margins"][o] == row[f"margin_{o}"]
             assert e["base_values"][o] == row[f"base_{o}"]
-            for f in BEFORE_BOUT_PREDICTORS + (EXERCISE_DOSE,):  # the scores file stores contributions as float32
+            for f in BEFORE_BOUT_PREDICTORS + (EXERCISE_DOSE, EXERCISE_LOAD):  # the scores file stores contributions as float32
                 assert e["contributions"][o][f] == pytest.approx(row[f"contrib_{o}__{f}"], abs=1e-6)
         assert p["predicted_response"] == row["predicted_response"]
         assert p["hyperalgesia_risk"] == row["hyperalgesia_risk"]

@@ -12,7 +12,7 @@ import xgboost as xgb
 
 import model_runtime.shap_tables as st
 from data_contracts.fields import BEFORE_BOUT_PREDICTORS
-from features.derived import EXERCISE_DOSE
+from features.derived import EXERCISE_DOSE, EXERCISE_LOAD
 from features.pipeline import ContractFeatures
 from model_runtime.predictor import EIHPredictor
 from model_runtime.shap_tables import ShapTables
@@ -26,7 +26,8 @@ def data():
     from simulation import simulate
 
     cohort, _ = simulate(3000, seed=5, n_sites=2)
-    feats = ContractFeatures(predictors=BEFORE_BOUT_PREDICTORS, derived=(EXERCISE_DOSE,)).fit(None)  # the default model's inputs
+    # the default model's inputs
+    feats = ContractFeatures(predictors=BEFORE_BOUT_PREDICTORS, derived=(EXERCISE_DOSE, EXERCISE_LOAD)).fit(None)
     X = feats.transform(cohort)
     y = eih_pct(cohort).to_numpy()
     cats = feats.categories_

@@ -38,3 +38,21 @@ def test_simulator_and_feature_share_the_aerobic_thresholds():
     full = G >= M.GAIN[M.MOD.index("aerobic")] - 1e-9
     np.testing.assert_array_equal(full, dose == 1)
     assert grid[G == 0].max() == 69.0 and grid[full].min() == 85.0
+
+
+def test_the_load_feature_is_the_simulators_load_shape():
+    """With every modality's load magnitude set to 1 the simulator's load sensitivity H is the
+    derived load share exactly, over a grid of intensity and duration for each modality."""
+    from simulation.world import World
+
+    unit = World(index=-1, gain=M.GAIN.copy(), load=np.ones(len(M.MOD)), r_male=0.0)
+    inten, dur = np.meshgrid(np.arange(10.0, 100.01, 2.5), np.arange(1.0, 60.01, 1.0))
+    inten, dur = inten.ravel(), dur.ravel()
+    assert D.AEROBIC_LOAD_VO2 == P.AEROBIC_LOAD_VO2
+    for code, name in enumerate(M.MOD):
+        mod = np.full(len(inten), code)
+        _, H, _ = M.protocol_terms(mod, inten, dur, unit)
+        load = D.DERIVED[D.EXERCISE_LOAD].compute({
+            "exercise_modality": mod.astype(float), "exercise_intensity_pct": inten, "exercise_duration_min": dur})
+        np.testing.assert_allclose(load, H, rtol=0, atol=1e-12, err_msg=name)
+        assert 0.0 <= load.min() and load.max() == pytest.approx(1.0), name

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from data_contracts.fields import BEFORE_BOUT_PREDICTORS, DEFAULT_THRESHOLD_PCT, PREDICTORS
-from features.derived import EXERCISE_DOSE, check_names
+from features.derived import EXERCISE_DOSE, EXERCISE_LOAD, check_names
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class TrainConfig:
     searched configurations) and `spline` (an elastic-net regression of the change on B-splines
     of each field with the same normal link; training/spline.py), for the expected-change models.
     Held-out splits choose by the search's CV log-loss, repeated CV by its out-of-fold log-loss."""
-    derived_features: tuple[str, ...] = (EXERCISE_DOSE,)
+    derived_features: tuple[str, ...] = (EXERCISE_DOSE, EXERCISE_LOAD)
     """Derived features added after the contract fields (features/derived.py); [] for the contract fields only."""
     use_after_bout_fields: bool = False
     """Also read the predictors measured after the bout (post-bout lactate). Such a model is for

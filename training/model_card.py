@@ -118,8 +118,8 @@ def _predictors(meta) -> list[str]:
            " name beside the fields: " + "; ".join(
                f"{d} ({DERIVED[d].label[:1].lower() + DERIVED[d].label[1:]}, from {', '.join(DERIVED[d].inputs)})"
                                                   for d in derived)
-           + ". The dose thresholds are the published ones the simulator also encodes, so on simulated data this"
-           " feature carries the simulator's dose shape; expect less from it on real cohorts."] if derived else []),
+           + ". Their thresholds and shapes are the ones the simulator also encodes, so on simulated data they"
+           " carry the simulator's dose and load shapes exactly; expect less from them on real cohorts."] if derived else []),
     ]
 
 
