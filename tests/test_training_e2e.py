@@ -87,10 +87,10 @@ def test_artifacts_and_model_card(trained_model, client, tmp_path):
     for section in ("Intended use", "synthetic", "Outcome", "threshold 10 %", "Predictors", "Missing data",
                     "Performance", "95 % bootstrap CI", "Subgroups", "Limitations", f"contract {CONTRACT_VERSION}"):
         assert section in card, section
-    # the derived feature is named, described in clinical words and its honesty note given
+    # the derived features are named, described in clinical words and their honesty note given
     assert "exercise_dose_vs_threshold (exercise dose relative to the EIH threshold, from exercise_modality" in card
     assert "exercise_load (exercise load relative to the modality's heaviest, from exercise_modality" in card
-    assert "expect less from it on real cohorts" in card
+    assert "expect less from them on real cohorts" in card
     # TRIPOD+AI items: sample size, outcome measurement, timing, embedded plots, utility, update plan, the statement
     for section in ("(TRIPOD+AI)", "## Sample size", "Riley et al. 2020", "smallest detectable change",
                     "## Timing of the predictors", "![Calibration", "## Uncertainty and clinical utility",
@@ -148,8 +148,8 @@ def test_pyfunc_and_predictor_agree_and_explanations_are_exact(trained_model):
 
     X = pred.transform(df)  # native categoricals need a DMatrix that says so
     sv = np.asarray(shap.TreeExplainer(pred.booster).shap_values(xgb.DMatrix(X, enable_categorical=True)))
-    # the expected change's booster: one column per contract predictor plus the derived dose
-    assert pred.outputs == ("eih_pct", "log_sd") and sv.shape == (len(df), len(BEFORE_BOUT_PREDICTORS) + 1)
+    # the expected change's booster: one column per contract predictor plus the derived dose and load
+    assert pred.outputs == ("eih_pct", "log_sd") and sv.shape == (len(df), len(BEFORE_BOUT_PREDICTORS) + 2)
     assert pred.fields == BEFORE_BOUT_PREDICTORS + (EXERCISE_DOSE, EXERCISE_LOAD)
     assert np.abs(sv / pred.temperature[0] - ex.contributions[:, 0, :]).max() < 1e-4
     sv_spread = np.asarray(shap.TreeExplainer(pred.boosters[1]).shap_values(xgb.DMatrix(X, enable_categorical=True)))
