@@ -106,7 +106,13 @@ class Derived:
 _MODALITIES = BY_NAME["exercise_modality"].categories
 
 
-def _dose(cols: Mapping[str, np.ndarray]) -> np.ndarray:
+Formula = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""(intensity, duration) of one modality's rows -> the feature's values."""
+
+
+def _per_modality(cols: Mapping[str, np.ndarray], formulas: Mapping[str, Formula]) -> np.ndarray:
+    """Each row's value by its modality's formula; NaN for a missing modality or a category
+    without a formula (one added to the contract later). NaN inputs stay NaN (np.clip keeps NaN)."""
     mod = np.asarray(cols["exercise_modality"], dtype="float64")
     inten = np.asarray(cols["exercise_intensity_pct"], dtype="float64")
     dur = np.asarray(cols["exercise_duration_min"], dtype="float64")
@@ -114,51 +120,35 @@ def _dose(cols: Mapping[str, np.ndarray]) -> np.ndarray:
     with np.errstate(invalid="ignore"):
         for code, name in enumerate(_MODALITIES):
             m = mod == code
-            if not m.any():
-                continue
-            i, d = inten[m], dur[m]
-            if name == "aerobic":
-                v = ramp(vo2max_from_hrmax(i), AEROBIC_VO2_ONSET, AEROBIC_VO2_FULL) * ramp(d, 10.0, 25.0)
-            elif name == "isometric":
-                v = ramp(d, 0.0, 2.0)
-            elif name == "dynamic_resistance":
-                v = ramp(i, 30.0, 60.0) * ramp(d, 3.0, 10.0)
-            elif name == "hiit":
-                v = ramp(d, 5.0, 15.0)
-            elif name == "mind_body":
-                v = ramp(d, 10.0, 30.0)
-            else:  # a category added to the contract later: no published threshold here
-                v = np.full(len(i), np.nan)
-            out[m] = v  # NaN inputs stay NaN (np.clip keeps NaN)
+            if m.any() and name in formulas:
+                out[m] = formulas[name](inten[m], dur[m])
     return out
+
+
+_DOSE: dict[str, Formula] = {
+    "aerobic": lambda i, d: ramp(vo2max_from_hrmax(i), AEROBIC_VO2_ONSET, AEROBIC_VO2_FULL) * ramp(d, 10.0, 25.0),
+    "isometric": lambda i, d: ramp(d, 0.0, 2.0),
+    "dynamic_resistance": lambda i, d: ramp(i, 30.0, 60.0) * ramp(d, 3.0, 10.0),
+    "hiit": lambda i, d: ramp(d, 5.0, 15.0),
+    "mind_body": lambda i, d: ramp(d, 10.0, 30.0),
+}
+
+_LOAD: dict[str, Formula] = {
+    "aerobic": lambda i, d: (ramp(vo2max_from_hrmax(i), *AEROBIC_LOAD_VO2[:2]) ** AEROBIC_LOAD_VO2[2]
+                            * (0.5 + 0.5 * ramp(d, 10.0, 40.0))),
+    "isometric": lambda i, d: (0.6 + 0.4 * ramp(i, 20.0, 80.0)) * (0.7 + 0.3 * ramp(d, 1.0, 5.0)),
+    "dynamic_resistance": lambda i, d: 0.5 + 0.5 * ramp(i, 50.0, 85.0),
+    "hiit": lambda i, d: 0.5 + 0.5 * ramp(i, 80.0, 100.0),
+    "mind_body": lambda i, d: ramp(d, 10.0, 30.0),
+}
+
+
+def _dose(cols: Mapping[str, np.ndarray]) -> np.ndarray:
+    return _per_modality(cols, _DOSE)
 
 
 def _load(cols: Mapping[str, np.ndarray]) -> np.ndarray:
-    mod = np.asarray(cols["exercise_modality"], dtype="float64")
-    inten = np.asarray(cols["exercise_intensity_pct"], dtype="float64")
-    dur = np.asarray(cols["exercise_duration_min"], dtype="float64")
-    out = np.full(len(mod), np.nan)
-    lo, hi, power = AEROBIC_LOAD_VO2
-    with np.errstate(invalid="ignore"):
-        for code, name in enumerate(_MODALITIES):
-            m = mod == code
-            if not m.any():
-                continue
-            i, d = inten[m], dur[m]
-            if name == "aerobic":
-                v = ramp(vo2max_from_hrmax(i), lo, hi) ** power * (0.5 + 0.5 * ramp(d, 10.0, 40.0))
-            elif name == "isometric":
-                v = (0.6 + 0.4 * ramp(i, 20.0, 80.0)) * (0.7 + 0.3 * ramp(d, 1.0, 5.0))
-            elif name == "dynamic_resistance":
-                v = 0.5 + 0.5 * ramp(i, 50.0, 85.0)
-            elif name == "hiit":
-                v = 0.5 + 0.5 * ramp(i, 80.0, 100.0)
-            elif name == "mind_body":
-                v = ramp(d, 10.0, 30.0)
-            else:  # a category added to the contract later: no published load here
-                v = np.full(len(i), np.nan)
-            out[m] = v  # NaN inputs stay NaN
-    return out
+    return _per_modality(cols, _LOAD)
 
 
 EXERCISE_DOSE = "exercise_dose_vs_threshold"
