@@ -85,7 +85,7 @@ def test_load_rises_with_intensity_and_is_missing_without_what_it_needs():
         assert all(b >= a for a, b in zip(vals, vals[1:], strict=False)) and vals[-1] > vals[0], modality
     assert LOAD.from_record(_rec(None, 70, 30)) is None
     assert LOAD.from_record(_rec("aerobic", 70, None)) is None
-    # resistance load does not depend on duration, HIIT's not on duration either
+    # the resistance load needs no duration, the mind-body load no intensity
     assert LOAD.from_record(_rec("dynamic_resistance", 60, None)) == pytest.approx(0.5 + 0.5 * 10 / 35)
     assert LOAD.from_record(_rec("mind_body", None, 30)) == pytest.approx(1.0)
 
