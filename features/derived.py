@@ -153,20 +153,11 @@ def _load(cols: Mapping[str, np.ndarray]) -> np.ndarray:
 
 EXERCISE_DOSE = "exercise_dose_vs_threshold"
 EXERCISE_LOAD = "exercise_load"
+_PROTOCOL = ("exercise_modality", "exercise_intensity_pct", "exercise_duration_min")
 
 DERIVED: dict[str, Derived] = {
-    EXERCISE_DOSE: Derived(
-        EXERCISE_DOSE,
-        "Exercise dose relative to the EIH threshold",
-        ("exercise_modality", "exercise_intensity_pct", "exercise_duration_min"),
-        _dose,
-    ),
-    EXERCISE_LOAD: Derived(
-        EXERCISE_LOAD,
-        "Exercise load relative to the modality's heaviest",
-        ("exercise_modality", "exercise_intensity_pct", "exercise_duration_min"),
-        _load,
-    ),
+    EXERCISE_DOSE: Derived(EXERCISE_DOSE, "Exercise dose relative to the EIH threshold", _PROTOCOL, _dose),
+    EXERCISE_LOAD: Derived(EXERCISE_LOAD, "Exercise load relative to the modality's heaviest", _PROTOCOL, _load),
 }
 
 
@@ -182,21 +173,20 @@ def kind(name: str) -> str:
     return "number" if name in DERIVED else BY_NAME[name].kind
 
 
-def dose_band(v: float) -> str:
+_BAND_WORDS: dict[str, tuple[str, str, str]] = {
+    EXERCISE_DOSE: ("below the threshold for EIH", "at or above the dose that reliably gives EIH",
+                    "of the dose that reliably gives EIH"),
+    EXERCISE_LOAD: ("no load that provokes pain", "the modality's heaviest load", "of the modality's heaviest load"),
+}
+"""Per derived feature (a share from 0 to 1): what 0 reads as, what 1 reads as, and what a
+share in between is a share of."""
+
+
+def band(name: str, v: float) -> str:
+    """Clinical reading of a derived feature's value, e.g. "38% of the dose that reliably gives EIH"."""
+    none, full, of = _BAND_WORDS[name]
     if v <= 0.0:
-        return "below the threshold for EIH"
+        return none
     if v >= 1.0:
-        return "at or above the dose that reliably gives EIH"
-    return f"{v:.0%} of the dose that reliably gives EIH"
-
-
-def load_band(v: float) -> str:
-    if v <= 0.0:
-        return "no load that provokes pain"
-    if v >= 1.0:
-        return "the modality's heaviest load"
-    return f"{v:.0%} of the modality's heaviest load"
-
-
-BANDS = {EXERCISE_DOSE: dose_band, EXERCISE_LOAD: load_band}
-"""Clinical reading of each derived feature's value."""
+        return full
+    return f"{v:.0%} {of}"

@@ -20,7 +20,7 @@ import math
 import numpy as np
 
 from data_contracts.fields import BY_NAME, RESPONSES
-from features.derived import BANDS, DERIVED, kind
+from features.derived import DERIVED, band, kind
 
 TOWARD_PHRASE = {
     "hypoalgesia": "favours hypoalgesia (less pain sensitivity after exercise)",
@@ -38,8 +38,8 @@ def label(field: str) -> str:
 
 def _band(field: str, v: float, record: dict) -> str | None:
     """Clinical reading of a value: the contract field's bands, or the derived feature's."""
-    if field in BANDS:
-        return BANDS[field](v)
+    if field in DERIVED:
+        return band(field, v)
     f = BY_NAME.get(field)
     return f.band(v, record.get("exercise_modality")) if f is not None else None
 
