@@ -11,11 +11,13 @@ score 20,000 fresh simulated people and check, against the truth:
   with the median width beside the oracle's own narrowest honest interval width.
 
     python benchmarks/model_bench.py --seeds 7 11 23 42 [--n 20000] [--model distributional]
-        [--monotone off|on|both] [--average-of 5 1]
+        [--monotone off|on|both] [--average-of 5 1] [--interactions person_x_protocol|free|both]
 
 With several --average-of values, one search per seed serves them all: the chosen
 configuration is calibrated, fitted and scored once per value (1 = one fit, K = the merged
 average of K seed fits, training/averaging.py), so the rows differ only in the averaging.
+--interactions both trains each seed with the default interaction structure
+(features/interactions.py) and with free trees.
 "capture" is the test split's (realized outcomes); "fresh capture" is the same share computed
 on the 20,000 fresh people from expected log-losses under the truth's probabilities (no label
 noise: -sum_k p_true_k log p_model_k, against the training split's class prior and the truth).
@@ -90,7 +92,8 @@ def _fresh_checks(pred, n: int, seed: int, prior: np.ndarray) -> dict:
     return out
 
 
-def run(seed: int, n: int, model: str, monotone: bool = False, average_of: tuple[int, ...] = (5,)) -> list[dict]:
+def run(seed: int, n: int, model: str, monotone: bool = False, average_of: tuple[int, ...] = (5,),
+        interactions: str = "person_x_protocol") -> list[dict]:
     """One search on the seed's cohort; per averaging value, its model's figures (one row each)."""
     from dataclasses import replace
 
@@ -98,7 +101,7 @@ def run(seed: int, n: int, model: str, monotone: bool = False, average_of: tuple
     from training.config import TrainConfig
 
     valid, y, oP, _ = _cohort(n, seed)
-    cfg = TrainConfig(model=model, monotone=monotone)
+    cfg = TrainConfig(model=model, monotone=monotone, interactions=interactions)
     t0 = time.perf_counter()
     prep = steps.prepare(valid, y, cfg, seed)
     found = steps.search(prep, cfg, seed)
@@ -112,7 +115,8 @@ def run(seed: int, n: int, model: str, monotone: bool = False, average_of: tuple
         pred = steps.fit(prep, found.chosen, calib, ck, seed, family_choice=found.family_choice())
         m = steps.evaluate(prep, pred, ck, seed, oP).metrics
         shape = pred.meta.model_shape
-        row = {"seed": seed, "monotone": monotone, "average_of": shape.get("average_of", 1), "search_s": search_s,
+        row = {"seed": seed, "monotone": monotone, "interactions": interactions,
+               "average_of": shape.get("average_of", 1), "search_s": search_s,
                "fit_s": time.perf_counter() - t1, "family": shape["family"], "depth": shape.get("max_depth"),
                "rounds": shape.get("n_rounds"), **{k: m[k] for k in (
                    "oracle_capture", "auroc_ratio_to_oracle", "test_ece", "test_log_loss", "oracle_test_log_loss")}}
@@ -130,19 +134,23 @@ def main() -> None:
                     help="train with the literature's monotone directions (training.tune.MONOTONE), without, or both")
     ap.add_argument("--average-of", type=int, nargs="+", default=[5],
                     help="fits averaged into the expected-change booster; several values share one search")
+    ap.add_argument("--interactions", choices=("person_x_protocol", "free", "both"), default="person_x_protocol",
+                    help="which columns one tree may combine (features/interactions.py), or both structures")
     args = ap.parse_args()
     rows = []
     modes = {"off": (False,), "on": (True,), "both": (False, True)}[args.monotone]
+    structures = ("person_x_protocol", "free") if args.interactions == "both" else (args.interactions,)
     for seed in args.seeds:
         for mono in modes:
-            new = run(seed, args.n, args.model, mono, tuple(args.average_of))
-            rows += new
-            print(pd.DataFrame(new).round(4).to_string(index=False), flush=True)
+            for structure in structures:
+                new = run(seed, args.n, args.model, mono, tuple(args.average_of), structure)
+                rows += new
+                print(pd.DataFrame(new).round(4).to_string(index=False), flush=True)
     table = pd.DataFrame(rows)
     pd.set_option("display.width", 250)
     print("\n" + table.round(4).to_string(index=False))
-    for (mono, k), t in table.groupby(["monotone", "average_of"]):
-        print(f"\nmonotone={mono}, average of {k}:")
+    for (mono, structure, k), t in table.groupby(["monotone", "interactions", "average_of"]):
+        print(f"\nmonotone={mono}, interactions={structure}, average of {k}:")
         _aims(t)
 
 

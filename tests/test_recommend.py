@@ -320,15 +320,17 @@ def _best_intensity_moves(benefit_before: np.ndarray, benefit_after: np.ndarray,
 
 @pytest.fixture(scope="module")
 def prescriber():
-    """A model trained in memory on 12,000 simulated people (one search trial): the session's
-    3,000-person model is too small to learn how CSI shifts the best intensity."""
+    """A model trained in memory on 20,000 simulated people (one search trial), the cohort size
+    the prescription aims are stated for: the session's 3,000-person model is too small to learn
+    how CSI shifts the best intensity, and at 12,000 people the learned PCS x intensity surface
+    still points either way depending on the cohort drawn."""
     from data_contracts.labels import eih_pct, response_codes
     from data_contracts.validate import validate_frame
     from simulation import simulate
     from training import steps
     from training.config import TrainConfig
 
-    df = validate_frame(simulate(12_000, seed=21, n_sites=1)[0]).valid
+    df = validate_frame(simulate(20_000, seed=21, n_sites=1)[0]).valid
     cfg = TrainConfig(n_trials=1, cv_folds=3, bootstrap=10, max_rounds=600, nthread=1)
     trained = steps.run_steps(steps.prepare(df, response_codes(eih_pct(df)).astype("int64"), cfg, 1), cfg, 1)
     return trained.predictor

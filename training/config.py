@@ -10,6 +10,7 @@ from pathlib import Path
 
 from data_contracts.fields import BEFORE_BOUT_PREDICTORS, DEFAULT_THRESHOLD_PCT, PREDICTORS
 from features.derived import EXERCISE_DOSE, EXERCISE_LOAD, check_names
+from features.interactions import PERSON_X_PROTOCOL, STRUCTURES
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,10 @@ class TrainConfig:
     sensitization) for every person and protocol; the spread stays free; the spline family is
     not searched (its curves are not constrained). Off by default:
     `benchmarks/model_bench.py --monotone` measures it against the free model."""
+    interactions: str = PERSON_X_PROTOCOL
+    """Which columns one tree of a booster may combine (features/interactions.py): the protocol
+    with one person field or one group of fields read together ("person_x_protocol"), or any
+    ("free"). `benchmarks/model_bench.py --interactions` measures both."""
     bootstrap: int = 200
     risk_moderate: float = 0.20
     risk_high: float = 0.35
@@ -157,6 +162,8 @@ def load_config(path: str | Path | None = None, **overrides) -> TrainConfig:
         raise ValueError(f"validation must be one of {', '.join(VALIDATIONS)}")
     if cfg.average_of < 1:
         raise ValueError("average_of must be at least 1")
+    if cfg.interactions not in STRUCTURES:
+        raise ValueError(f"interactions must be one of {', '.join(STRUCTURES)}")
     if cfg.model not in MODEL_KINDS:
         raise ValueError(f"model must be one of {', '.join(MODEL_KINDS)}")
     return cfg

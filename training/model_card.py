@@ -7,6 +7,7 @@ import pandas as pd
 
 from data_contracts.fields import BY_NAME, CONTRACT_VERSION, RESPONSES
 from features.derived import DERIVED
+from features.interactions import PERSON_X_PROTOCOL, READ_TOGETHER
 from model_runtime.links import NORMAL_SPREAD, ORDINAL
 from training import card_tripod as tripod
 
@@ -157,6 +158,12 @@ def _family(meta) -> str:
     return f"Model family chosen by {choice['criterion']}{alone}: {scores} (lower is better)."
 
 
+INTERACTIONS_TEXT = (
+    "every path of a tree combines the protocol (modality, intensity, duration and the features derived from them)"
+    " with one person field or one group of fields read together (" + ", ".join("{" + ", ".join(g) + "}" for g in READ_TOGETHER)
+    + "), so the protocol may change the effect of each person factor, and person factors add up otherwise")
+
+
 def _model_kind(meta) -> str:
     shape = meta.model_shape
     if shape.get("family") == "spline":
@@ -165,6 +172,8 @@ def _model_kind(meta) -> str:
     if int(shape.get("average_of", 1)) > 1:
         head += (f", the average of {shape['average_of']} fits that differ only in their random seed, merged into one"
                  " booster")
+    if shape.get("interactions") == PERSON_X_PROTOCOL:
+        head += ("; " + INTERACTIONS_TEXT)
     if meta.link == NORMAL_SPREAD:
         return (f"XGBoost regression of the measured eih_pct ({head}) and a second XGBoost model of the spread of the"
                 f" measured change around it (gamma regression of out-of-fold squared residuals, depth"

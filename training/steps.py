@@ -177,7 +177,7 @@ def fit(prep: Prepared, chosen: tune.Trial, calib: Calibrated, cfg: TrainConfig,
     shape = {"family": family, "n_outputs": prep.n_out}
     if family == "xgboost":  # the cost of what is fitted: the chosen configuration times its seed average
         shape.update(max_depth=chosen.params["max_depth"], n_rounds=chosen.n_rounds,
-                     average_of=int(calib.params.get(averaging.KEY, 1)),
+                     average_of=int(calib.params.get(averaging.KEY, 1)), interactions=cfg.interactions,
                      explain_cost_proxy=tune.explain_cost(calib.params, chosen.n_rounds, prep.n_out))
     else:
         shape.update(explain_cost_proxy=chosen.cost, n_knots=chosen.params["n_knots"])

@@ -23,6 +23,7 @@ import xgboost as xgb
 from scipy.optimize import minimize
 
 from data_contracts.labels import response_codes
+from features import interactions
 from model_runtime.links import NORMAL_SPREAD, ORDINAL, SOFTMAX, MarginCalibration, margins_to_proba
 from training import averaging, spline
 from training.config import SearchSpace, TrainConfig
@@ -73,10 +74,21 @@ def monotone_constraints(cfg: TrainConfig) -> dict[str, int]:
     return {f: s for f, s in MONOTONE.items() if f in cfg.predictors}
 
 
+def interaction_constraints(cfg: TrainConfig) -> list[list[str]] | None:
+    """XGBoost's `interaction_constraints` by column name for the configured structure
+    (features/interactions.py), None for free trees."""
+    if cfg.interactions == interactions.FREE:
+        return None
+    return interactions.groups([*cfg.predictors, *cfg.derived_features])
+
+
 def base_params(cfg: TrainConfig, seed: int) -> dict:
     """The XGBoost parameters every trial shares: hist trees, native categorical splits, the
-    objective of the model kind, and no default eval metric (trials are scored by `cv_metric`)."""
+    objective of the model kind, the interaction structure, and no default eval metric (trials
+    are scored by `cv_metric`)."""
     common = {"tree_method": "hist", "max_cat_to_onehot": 1, "nthread": cfg.nthread, "seed": seed}
+    if (groups := interaction_constraints(cfg)) is not None:
+        common["interaction_constraints"] = groups
     if cfg.ordinal:
         mono = monotone_constraints(cfg)
         return {**common, "objective": "reg:squarederror", "disable_default_eval_metric": 1,
