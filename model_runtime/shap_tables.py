@@ -17,7 +17,10 @@ of TreeSHAP. At scoring time each row's class on each feature (which interval be
 thresholds, which category, missing) is found once with `searchsorted`, each tree's cell
 index is a sum of small lookups, and the contributions are gathered from the tables and
 added up in float64 (XGBoost adds its float32 values in float32: the two differ by
-float32 rounding, ~3e-6 for 35 trees, ~1e-5 for 300). Values are compared in float32, as
+float32 rounding, ~3e-6 for 35 trees, ~1e-5 for 300). Up to `SMALL_BATCH` rows (one HTTP
+record, a recommendation's protocols) each value is classed in plain Python and every tree
+of every row is read in a few array gathers over all (tree, column) pairs (`model_runtime.shap_rows`),
+with the same additions in the same order. Values are compared in float32, as
 XGBoost compares them; infinite values and values beyond float32 are refused, as XGBoost
 refuses them.
 
@@ -44,9 +47,11 @@ from dataclasses import dataclass
 import numpy as np
 import xgboost as xgb
 
+from model_runtime.shap_rows import FlatTrees
+
 MAX_CELLS = 4096  # per tree; depth-3 trees have at most 2**7 decision patterns
 MAX_TOTAL_CELLS = 250_000  # all trees: bounds the tables' memory (~20 MB) and build time (~2 s)
-SMALL_BATCH = 16  # up to this many rows a plain Python loop beats numpy's per-call overhead
+SMALL_BATCH = 64  # up to this many rows the pair gathers (`shap_rows`) beat the per-tree numpy calls
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 CHECK_TOL = 1e-4  # absolute, in margin units (float32 sums of up to hundreds of trees)
 
@@ -119,9 +124,7 @@ class ShapTables:
         self.trees = trees
         self.bias = bias  # (K,) the model's expected value per output, as pred_contribs gives it
         self.n_columns = n_columns
-        # the same trees as plain Python lists, for the row loop
-        self._plan = [(t.output, [int(c) for c in t.columns], [lk.tolist() for lk in t.lookups], t.table.tolist())
-                      for t in trees]
+        self._flat = FlatTrees.of(trees, n_columns, len(bias))
 
     @property
     def n_outputs(self) -> int:
@@ -181,22 +184,17 @@ class ShapTables:
         return out.transpose(2, 0, 1)
 
     def _contributions_loop(self, X: np.ndarray) -> np.ndarray:
-        """`contributions` row by row in plain Python (one HTTP record: ~0.05 ms instead of
-        ~1 ms of numpy calls). The same float64 additions in the same order, so the same
-        bits as the vectorized path."""
+        """`contributions` for a few rows: each value classed in plain Python, then every tree
+        of every row in a handful of numpy calls over all (tree, column) pairs (`shap_rows`) (one HTTP record:
+        no per-tree Python work). The same float64 additions in the same order, so the same bits
+        as the vectorized path."""
         features = list(self.features.items())
-        out = np.zeros((len(X), self.n_outputs, self.n_columns + 1))
+        cls = np.zeros((len(X), self.n_columns), dtype=np.intp)
         for i, row in enumerate(X.tolist()):
-            cls = {col: f.class_of(row[col]) for col, f in features}
-            acc = [[0.0] * self.n_columns for _ in range(self.n_outputs)]
-            for output, cols, lookups, table in self._plan:
-                cell = 0
-                for col, lookup in zip(cols, lookups):
-                    cell += lookup[cls[col]]
-                a = acc[output]
-                for j, col in enumerate(cols):
-                    a[col] += table[j][cell]
-            out[i, :, :-1] = acc
+            for col, f in features:
+                cls[i, col] = f.class_of(row[col])
+        out = np.empty((len(X), self.n_outputs, self.n_columns + 1))
+        out[:, :, :-1] = self._flat.add_up(cls)
         out[:, :, -1] = self.bias
         return out
 

@@ -2,7 +2,7 @@
 checked against `pred_contribs` on simulated rows, on values exactly at and just below
 every split threshold, on every category and on missing values, for one-output
 (ordinal) and three-class models; deep trees fall back to XGBoost; a wrong split rule is
-caught by the build check; the row loop and the vectorized path give the same bits."""
+caught by the build check; the few-rows path and the vectorized path give the same bits."""
 
 from __future__ import annotations
 
@@ -106,6 +106,29 @@ def test_row_loop_and_vectorized_path_give_the_same_bits(data):
     # the dispatcher: small batches take the loop, larger ones numpy; same answer either way
     small = rows[: st.SMALL_BATCH]
     assert np.array_equal(tables.contributions(small), tables.contributions(rows)[: st.SMALL_BATCH])
+
+
+@pytest.mark.parametrize("multiclass", [False, True], ids=["one output", "three classes"])
+def test_few_rows_path_matches_xgboost_one_row_at_a_time(data, multiclass):
+    """A few rows (an HTTP record, a recommendation's protocols) go through the pair gathers;
+    each row alone gives the numbers it gets among others, and XGBoost's."""
+    _, M, _, n_categories = data
+    booster = _booster(data, 3, multiclass)
+    tables = ShapTables.build(booster, list(booster.feature_types), n_categories)
+    rows = _edge_rows(tables, M)[: st.SMALL_BATCH]
+    together = tables.contributions(rows)
+    alone = np.concatenate([tables.contributions(rows[i:i + 1]) for i in range(len(rows))])
+    assert np.array_equal(together, alone)
+    np.testing.assert_allclose(together, _xgb_contribs(booster, rows, 3 if multiclass else 1), rtol=0, atol=TOL)
+
+
+def test_trees_without_splits_leave_everything_to_the_bias(data):
+    X, M, y, n_categories = data
+    booster = xgb.train({"max_depth": 3, "gamma": 1e12, "nthread": 1}, xgb.DMatrix(X, y, enable_categorical=True), 5)
+    tables = ShapTables.build(booster, list(booster.feature_types), n_categories)
+    got = tables.contributions(M[:3])
+    assert np.all(got[:, :, :-1] == 0.0)
+    np.testing.assert_allclose(got, _xgb_contribs(booster, M[:3], 1), rtol=0, atol=TOL)
 
 
 def test_deep_trees_are_not_tabulated(data):

@@ -1,0 +1,67 @@
+"""Exact tree contributions for a few rows at a time (`model_runtime.shap_tables` dispatches
+up to its SMALL_BATCH rows here): every tree's lookups and table laid out as flat arrays over
+its (tree, column) pairs, so one HTTP record, or a recommendation's few protocols, are read in
+a handful of array gathers instead of a Python loop over thousands of trees.
+
+The additions are the vectorized path's, in its order: `np.bincount` adds each row's values
+to their (output, column) bins in pair order, which is tree by tree, so both paths give the
+same bits (tests/test_shap_tables.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class FlatTrees:
+    """Every tree's lookups and table as flat arrays over its (tree, column) pairs, tree by
+    tree, so that a few rows are explained by array gathers instead of a loop over trees."""
+
+    pair_col: np.ndarray  # (P,) model column of each pair
+    lookup_at: np.ndarray  # (P,) where the pair's lookup starts in `lookups`
+    lookups: np.ndarray  # all lookups: global class -> local class x stride
+    tree_start: np.ndarray  # (T,) first pair of each tree
+    pair_tree: np.ndarray  # (P,) tree of each pair
+    table_at: np.ndarray  # (P,) where the pair's row of its tree's table starts in `tables`
+    tables: np.ndarray  # all tables' values, float64
+    pair_bin: np.ndarray  # (P,) output x n_columns + column: where the pair's value adds up
+    n_outputs: int
+    n_columns: int
+
+    @classmethod
+    def of(cls, trees: list, n_columns: int, n_outputs: int) -> FlatTrees:
+        """From `shap_tables`' trees (each: output, columns, per-column lookups, table (columns, cells))."""
+        sizes = np.array([len(t.columns) for t in trees], dtype=np.intp)
+        lookups = [lk for t in trees for lk in t.lookups]
+        lookup_at = np.cumsum([0, *(len(lk) for lk in lookups)])[:-1]
+        n_cells = np.repeat([t.table.shape[1] for t in trees], sizes)
+        tables = [row for t in trees for row in t.table]
+        empty = np.zeros(0, dtype=np.intp)
+        return cls(
+            pair_col=np.concatenate([t.columns for t in trees]).astype(np.intp) if trees else empty,
+            lookup_at=lookup_at.astype(np.intp),
+            lookups=np.concatenate(lookups).astype(np.intp) if lookups else empty,
+            tree_start=(np.cumsum(sizes) - sizes).astype(np.intp),
+            pair_tree=np.repeat(np.arange(len(trees), dtype=np.intp), sizes),
+            table_at=(np.cumsum(n_cells) - n_cells).astype(np.intp),
+            tables=np.concatenate(tables).astype("float64") if tables else np.zeros(0),
+            pair_bin=np.concatenate([t.output * n_columns + t.columns for t in trees]).astype(np.intp) if trees else empty,
+            n_outputs=n_outputs,
+            n_columns=n_columns,
+        )
+
+    def add_up(self, cls: np.ndarray) -> np.ndarray:
+        """(n, F) class of each value -> (n, K, F) contributions. `np.bincount` adds each row's
+        values to their bins in pair order, that is tree by tree, as the vectorized path does."""
+        n, n_bins = len(cls), self.n_outputs * self.n_columns
+        if not len(self.tree_start):  # every tree a single leaf: all in the bias
+            return np.zeros((n, self.n_outputs, self.n_columns))
+        local = self.lookups[self.lookup_at + cls[:, self.pair_col]]  # (n, P)
+        cell = np.add.reduceat(local, self.tree_start, axis=1)  # (n, T)
+        values = self.tables[self.table_at + cell[:, self.pair_tree]]  # (n, P)
+        bins = (self.pair_bin + (np.arange(n, dtype=np.intp) * n_bins)[:, None]).ravel()
+        acc = np.bincount(bins, weights=values.ravel(), minlength=n * n_bins)
+        return acc.reshape(n, self.n_outputs, self.n_columns)
