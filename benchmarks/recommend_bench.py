@@ -4,7 +4,7 @@ recommendation costs.
 
     .venv/bin/python benchmarks/recommend_bench.py [--model URI] [--n 2000] [--seed 2024]
         [--ceiling 0.2] [--train-n 20000] [--train-seed 7] [--data-seed S] [--n-trials 30]
-        [--requests 200] [--throughput-n 20000] [--workdir DIR] [--no-http]
+        [--requests 200] [--throughput-n 20000] [--workdir DIR] [--no-http | --timings-only]
 
 Model: --model, else the @champion of the store MLFLOW_TRACKING_URI names; when that
 variable is unset, a model is trained first into a temporary store exactly as `./run.sh`
@@ -264,6 +264,7 @@ def _args() -> argparse.Namespace:
     ap.add_argument("--train-seed", type=int, default=7)
     ap.add_argument("--data-seed", type=int, help="the training cohort's simulation seed (default: --train-seed)")
     ap.add_argument("--no-http", action="store_true", help="skip the HTTP and throughput timings (quality only)")
+    ap.add_argument("--timings-only", action="store_true", help="skip the truth and the quality figures (1 and 2)")
     ap.add_argument("--n-trials", type=int, default=30)
     ap.add_argument("--requests", type=int, default=200)
     ap.add_argument("--throughput-n", type=int, default=20_000)
@@ -290,17 +291,18 @@ def main() -> None:
     people, _ = simulate(args.n, seed=args.seed, n_sites=1)
     people = people.drop(columns=["ppt_post_kpa"])
     gs = GridScorer(lm.predictor)
-    t = time.perf_counter()
-    T = truth_over_grid(people, gs.grid)
-    t_truth = time.perf_counter() - t
-    X = lm.predictor.frame_matrix(lm.predictor.transform(people))
-    P = gs.score(X)
-    S = gs.ranking_score(X, P)
-    results = {"model": lm.uri, "version": lm.version, "grid": len(gs.grid), "truth_s": t_truth,
-               "shrinkage": (lm.predictor.meta.extra.get("pooling") or {}).get("shrinkage"),
-               "regret": regret_report(people, T, P, gs.grid, S),
-               "ceiling": ceiling_report(T, P, gs.grid, args.ceiling, S),
-               "direction": direction_report(lm, people, gs.grid)}
+    results = {"model": lm.uri, "version": lm.version, "grid": len(gs.grid),
+               "shrinkage": (lm.predictor.meta.extra.get("pooling") or {}).get("shrinkage")}
+    if not args.timings_only:
+        t = time.perf_counter()
+        T = truth_over_grid(people, gs.grid)
+        results["truth_s"] = time.perf_counter() - t
+        X = lm.predictor.frame_matrix(lm.predictor.transform(people))
+        P = gs.score(X)
+        S = gs.ranking_score(X, P)
+        results.update(regret=regret_report(people, T, P, gs.grid, S),
+                       ceiling=ceiling_report(T, P, gs.grid, args.ceiling, S),
+                       direction=direction_report(lm, people, gs.grid))
     if not args.no_http:
         results["http"] = http_report(lm.uri, people, args.requests, workdir)
         results["throughput"] = throughput_report(lm, args.throughput_n, args.seed, workdir)
@@ -310,6 +312,13 @@ def main() -> None:
 
 def print_results(res: dict) -> None:
     """The figures, one block each."""
+    if "regret" in res:
+        _print_quality(res)
+    if "http" in res:
+        _print_timings(res)
+
+
+def _print_quality(res: dict) -> None:
     r = res["regret"]
     lo, hi = r["regret_ci"]
     print(f"\n1. regret over {r['n']} fresh people, grid of {res['grid']} protocols (aim <= 0.015 overall, "
@@ -330,8 +339,9 @@ def print_results(res: dict) -> None:
     for change, row in res["direction"].items():
         print(f"   {change}: best intensity per modality moves up/down in the truth {row['truth']['up']}/"
               f"{row['truth']['down']}, in the model {row['model']['up']}/{row['model']['down']} (people x modalities)")
-    if "http" not in res:
-        return
+
+
+def _print_timings(res: dict) -> None:
     h = res["http"]
     print(f"3. HTTP p50 over {h['requests']} interleaved requests: /recommend {h['p50_recommend_ms']:.2f} ms "
           f"(p95 {h['p95_recommend_ms']:.2f}), /predict {h['p50_predict_ms']:.2f} ms: {h['ratio']:.2f} x (aim <= 3 x)")

@@ -173,8 +173,23 @@ def pooled_scores(b: np.ndarray, conditions: Sequence[str | None], lam: float,
 
 
 # ---- scoring the grid ------------------------------------------------------------------------
+FEW_PEOPLE = 16
+"""Up to this many people (an HTTP request's batch) the grid is read from the explanation
+tables; more (a cohort, training) go through XGBoost's `inplace_predict`."""
+
+
 class GridScorer:
-    """Scores a grid of protocols for many people with one model (`EIHPredictor`)."""
+    """Scores a grid of protocols for many people with one model (`EIHPredictor`).
+
+    Two ways to the same margins. Many people: each person's row repeated once per protocol,
+    one `inplace_predict` per booster. A few people, when the model has explanation tables
+    (`model_runtime.shap_tables`): a tree's cell index is a sum of one term per column it
+    splits on, so the protocol columns' part of every tree's cell is computed once per grid
+    and the person's part once per person; the margins are the tables' leaf values of the
+    sum (float64 sums of XGBoost's float32 values: equal to `inplace_predict` within ~1e-4 of
+    a margin for thousands of trees). With the service's one XGBoost thread per request, this
+    reads a person's 312 protocols about 3 times faster than `inplace_predict`.
+    """
 
     def __init__(self, predictor, grid: Grid | None = None):
         check_prescribable(predictor)
@@ -195,6 +210,7 @@ class GridScorer:
             self._derive(one, j)
         self.cols = self.proto_cols + [j for j in self.derived_cols if j not in self._per_row]
         self.values = one[:, self.cols]  # (G, protocol + derived columns)
+        self._grid_cells = self._cells_of_grid(one)
         pooling = p.meta.extra.get("pooling") or {}
         self.shrinkage = float(pooling.get("shrinkage", 1.0))
         self.profiles = profiles_over(pooling, self.grid.keys())  # centred once per grid, not per request
@@ -202,6 +218,23 @@ class GridScorer:
     def _derive(self, M: np.ndarray, j: int) -> None:
         spec = DERIVED[self.predictor.fields[j]]
         M[:, j] = spec.compute({f: M[:, self._pos[f]] for f in spec.inputs})
+
+    def _cells_of_grid(self, one: np.ndarray) -> list[np.ndarray] | None:
+        """Per booster, the protocol columns' part (G, T) of every tree's cell for every grid
+        protocol; None when the model has no tables or a derived feature reads person fields."""
+        tables = self.predictor.all_tables()
+        if tables is None or self._per_row or self.predictor.additive:
+            return None
+        return [t.partial_cells(one, self.cols) for t in tables]
+
+    def _table_margins(self, X: np.ndarray) -> np.ndarray:
+        """(n * G, K) raw margins of a few people at every grid protocol, from the tables."""
+        person_cols = [j for j in range(X.shape[1]) if j not in self.cols]
+        parts = []
+        for t, grid_cells in zip(self.predictor.all_tables(), self._grid_cells, strict=True):
+            person = t.partial_cells(X, person_cols)  # (n, T)
+            parts.append(t.margins_of_cells(person[:, None, :] + grid_cells[None]).reshape(len(X) * len(self.grid), -1))
+        return np.hstack(parts)
 
     def matrix(self, X: np.ndarray, grid_idx: np.ndarray | None = None) -> np.ndarray:
         """(n * G', F) model matrix: each person's row once per grid protocol (all, or `grid_idx`)."""
@@ -221,7 +254,10 @@ class GridScorer:
     def score_margins(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(n, G, 3) class probabilities and (n, G, K) calibrated margins of every person
         (model-matrix rows `X`) at every grid protocol."""
-        m = self.margins(self.matrix(X))
+        if self._grid_cells is not None and len(X) <= FEW_PEOPLE:
+            m = self.predictor.meta.calibration.apply(self._table_margins(X))
+        else:
+            m = self.margins(self.matrix(X))
         return self.predictor.proba(m).reshape(len(X), len(self.grid), 3), m.reshape(len(X), len(self.grid), -1)
 
     def score(self, X: np.ndarray) -> np.ndarray:

@@ -30,6 +30,10 @@ class FlatTrees:
     pair_bin: np.ndarray  # (P,) output x n_columns + column: where the pair's value adds up
     n_outputs: int
     n_columns: int
+    tree_output: np.ndarray  # (T,) the output each tree adds to
+    total_at: np.ndarray  # (T,) where the tree's cells start in `totals`
+    totals: np.ndarray  # every tree's contributions summed over its columns, per cell (its leaf value
+    # minus the tree's expected value)
 
     @classmethod
     def of(cls, trees: list, n_columns: int, n_outputs: int) -> FlatTrees:
@@ -51,6 +55,10 @@ class FlatTrees:
             pair_bin=np.concatenate([t.output * n_columns + t.columns for t in trees]).astype(np.intp) if trees else empty,
             n_outputs=n_outputs,
             n_columns=n_columns,
+            tree_output=np.array([t.output for t in trees], dtype=np.intp),
+            total_at=(np.cumsum([t.table.shape[1] for t in trees]) - [t.table.shape[1] for t in trees]).astype(np.intp)
+            if trees else empty,
+            totals=np.concatenate([t.table.sum(axis=0) for t in trees]) if trees else np.zeros(0),
         )
 
     def add_up(self, cls: np.ndarray) -> np.ndarray:
@@ -65,3 +73,22 @@ class FlatTrees:
         bins = (self.pair_bin + (np.arange(n, dtype=np.intp) * n_bins)[:, None]).ravel()
         acc = np.bincount(bins, weights=values.ravel(), minlength=n * n_bins)
         return acc.reshape(n, self.n_outputs, self.n_columns)
+
+    def partial_cells(self, cls: np.ndarray, columns: np.ndarray) -> np.ndarray:
+        """(n, F) class of each value -> (n, T) each tree's cell index counting only the
+        model columns `columns` (a cell index is a sum over the tree's columns, so the parts of
+        two disjoint sets of columns add up to the cell)."""
+        mine = np.isin(self.pair_col, columns)
+        if not len(self.tree_start):
+            return np.zeros((len(cls), 0), dtype=np.intp)
+        local = np.where(mine, self.lookups[self.lookup_at + cls[:, self.pair_col]], 0)
+        return np.add.reduceat(local, self.tree_start, axis=1)
+
+    def margins_of_cells(self, cells: np.ndarray, bias: np.ndarray) -> np.ndarray:
+        """(..., T) cell of every tree -> (..., K) margins: the bias plus every tree's leaf
+        value less its expected value, summed per output in float64."""
+        values = self.totals[self.total_at + cells]
+        out = np.empty((*cells.shape[:-1], self.n_outputs))
+        for k in range(self.n_outputs):
+            out[..., k] = bias[k] + values[..., self.tree_output == k].sum(axis=-1)
+        return out

@@ -183,6 +183,23 @@ class ShapTables:
         out[:, -1, :] = self.bias[:, None]
         return out.transpose(2, 0, 1)
 
+    def classes_matrix(self, X: np.ndarray) -> np.ndarray:
+        """(n, F) class of every value of a model matrix (0 in columns no tree splits on)."""
+        cls = np.zeros(X.shape, dtype=np.intp)
+        for col, f in self.features.items():
+            cls[:, col] = f.classes(X[:, col])
+        return cls
+
+    def partial_cells(self, X: np.ndarray, columns) -> np.ndarray:
+        """(n, T) the part of every tree's cell index that the model columns `columns` of the
+        rows `X` set (`margins_of_cells` reads the sum of disjoint parts)."""
+        return self._flat.partial_cells(self.classes_matrix(np.asarray(X)), np.asarray(columns, dtype=np.intp))
+
+    def margins_of_cells(self, cells: np.ndarray) -> np.ndarray:
+        """(..., T) every tree's cell -> (..., K) the booster's margins (XGBoost's, up to float32
+        rounding: ~1e-4 for thousands of trees)."""
+        return self._flat.margins_of_cells(cells, self.bias)
+
     def _contributions_loop(self, X: np.ndarray) -> np.ndarray:
         """`contributions` for a few rows: each value classed in plain Python, then every tree
         of every row in a handful of numpy calls over all (tree, column) pairs (`shap_rows`) (one HTTP record:

@@ -144,6 +144,24 @@ def test_vectorized_grid_scores_equal_the_one_record_path(loaded, people):
     np.testing.assert_allclose(P.reshape(-1, 3), p.predict_proba(rows), atol=2e-6)
 
 
+def test_a_few_people_are_read_from_the_tables_and_agree_with_xgboost(loaded, people):
+    """Up to FEW_PEOPLE people (an HTTP request) the grid's margins come from the explanation
+    tables; a cohort goes through inplace_predict; both give the same margins to float32 rounding."""
+    from model_runtime.protocol_grid import FEW_PEOPLE
+
+    p = loaded.predictor
+    gs = GridScorer(p)
+    assert gs._grid_cells is not None  # the session model has tables: the fast path is taken
+    X = p.frame_matrix(p.transform(people.iloc[: FEW_PEOPLE + 4]))
+    few_P, few_m = gs.score_margins(X[:FEW_PEOPLE])
+    many_P, many_m = gs.score_margins(X)
+    assert few_m.shape == (FEW_PEOPLE, len(gs.grid), len(p.outputs))
+    np.testing.assert_allclose(few_m, many_m[:FEW_PEOPLE], rtol=0, atol=2e-4)
+    np.testing.assert_allclose(few_P, many_P[:FEW_PEOPLE], rtol=0, atol=2e-6)
+    direct = p.meta.calibration.apply(p.raw_margins_matrix(gs.matrix(X[:1])))
+    np.testing.assert_allclose(few_m[0], direct, rtol=0, atol=2e-4)
+
+
 def test_recommendations_carry_the_numbers_predict_gives(loaded, recommender):
     body = json.loads(recommender.run([_job(constraints={"modalities": ["aerobic", "isometric"]})])[0])
     top = body["recommendations"]
