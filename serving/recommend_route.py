@@ -2,8 +2,9 @@
 model; `RecommendRoute` is what the service's endpoint holds (the model's Recommender,
 rebuilt when the served model changes, and a micro-batcher of its own).
 
-Scoring (`Recommender.run`): every person's grid by one `inplace_predict` per booster
-(`serving.recommend.GridScorer`), ranking within the constraints, then one exact
+Scoring (`Recommender.run`): every person's grid at once (`serving.recommend.GridScorer`:
+read from the explanation tables for a request's few people), ranking within the
+constraints, then one exact
 explanation of the returned protocols and the current one. The numbers returned are those
 of that explanation, the same bits /predict gives for the record with that protocol, and
 the ceiling on P(hyperalgesia) is checked again on them.

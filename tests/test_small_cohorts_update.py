@@ -28,7 +28,8 @@ def parent(tmp_path_factory):
         site, _ = simulate(1200, seed=6, n_sites=4)
         site = site.loc[site["site"] == "site_02"]
         site.to_csv(d / "site.csv", index=False)
-        cfg = TrainConfig(n_trials=1, cv_folds=3, bootstrap=30, max_rounds=60, validation="holdout")
+        # a boosted parent (the refit step continues its trees); at 600 people the family choice may go either way
+        cfg = TrainConfig(n_trials=1, cv_folds=3, bootstrap=30, max_rounds=60, validation="holdout", families=("xgboost",))
         res = train(d / "dev.csv", cfg=cfg, seed=0, registered_model="dev", console=Console(quiet=True))
         yield d, f"models:/dev/{res.model_version}"
 
