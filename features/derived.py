@@ -153,11 +153,11 @@ def _load(cols: Mapping[str, np.ndarray]) -> np.ndarray:
 
 EXERCISE_DOSE = "exercise_dose_vs_threshold"
 EXERCISE_LOAD = "exercise_load"
-_PROTOCOL = ("exercise_modality", "exercise_intensity_pct", "exercise_duration_min")
+PROTOCOL_FIELDS = ("exercise_modality", "exercise_intensity_pct", "exercise_duration_min")
 
 DERIVED: dict[str, Derived] = {
-    EXERCISE_DOSE: Derived(EXERCISE_DOSE, "Exercise dose relative to the EIH threshold", _PROTOCOL, _dose),
-    EXERCISE_LOAD: Derived(EXERCISE_LOAD, "Exercise load relative to the modality's heaviest", _PROTOCOL, _load),
+    EXERCISE_DOSE: Derived(EXERCISE_DOSE, "Exercise dose relative to the EIH threshold", PROTOCOL_FIELDS, _dose),
+    EXERCISE_LOAD: Derived(EXERCISE_LOAD, "Exercise load relative to the modality's heaviest", PROTOCOL_FIELDS, _load),
 }
 
 
@@ -166,6 +166,11 @@ def check_names(names) -> None:
     unknown = [d for d in names if d not in DERIVED]
     if unknown:
         raise ValueError(f"unknown derived features: {', '.join(unknown)} (known: {', '.join(DERIVED)})")
+
+
+def of_protocol(name: str) -> bool:
+    """Whether a derived feature reads only the protocol's fields (the same for every person)."""
+    return set(DERIVED[name].inputs) <= set(PROTOCOL_FIELDS)
 
 
 def kind(name: str) -> str:

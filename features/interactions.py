@@ -22,9 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from features.derived import DERIVED
-
-PROTOCOL_FIELDS = ("exercise_modality", "exercise_intensity_pct", "exercise_duration_min")
+from features.derived import DERIVED, PROTOCOL_FIELDS, of_protocol
 
 READ_TOGETHER: tuple[tuple[str, ...], ...] = (
     ("bdnf_ng_ml", "bdnf_matrix"),
@@ -42,7 +40,7 @@ STRUCTURES = (PERSON_X_PROTOCOL, FREE)
 
 def protocol_columns(columns: Sequence[str]) -> list[str]:
     """The columns that describe the protocol: its fields and the derived features read only from them."""
-    return [c for c in columns if c in PROTOCOL_FIELDS or (c in DERIVED and set(DERIVED[c].inputs) <= set(PROTOCOL_FIELDS))]
+    return [c for c in columns if c in PROTOCOL_FIELDS or (c in DERIVED and of_protocol(c))]
 
 
 def groups(columns: Sequence[str]) -> list[list[str]]:

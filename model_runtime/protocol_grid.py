@@ -24,13 +24,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
 from data_contracts.fields import BY_NAME, RESPONSES
-from features.derived import DERIVED
+from features.derived import DERIVED, PROTOCOL_FIELDS, of_protocol
 
-PROTOCOL_FIELDS = ("exercise_modality", "exercise_intensity_pct", "exercise_duration_min")
 MODALITIES: tuple[str, ...] = BY_NAME["exercise_modality"].categories
 PROTOCOL_RANGES: dict[str, tuple[tuple[float, float], tuple[float, float]]] = {
     # modality: ((intensity low, high), (duration low, high)), from simulation/params.py
@@ -205,12 +205,11 @@ class GridScorer:
         self.derived_cols = list(range(len(p.inputs), len(p.fields)))
         # a derived feature of the protocol alone is computed once per grid protocol; one that
         # also reads person fields is computed on every row of the repeated matrix
-        self._per_row = [j for j in self.derived_cols if not set(DERIVED[p.fields[j]].inputs) <= set(PROTOCOL_FIELDS)]
+        self._per_row = [j for j in self.derived_cols if not of_protocol(p.fields[j])]
         for j in self.derived_cols:
             self._derive(one, j)
         self.cols = self.proto_cols + [j for j in self.derived_cols if j not in self._per_row]
         self.values = one[:, self.cols]  # (G, protocol + derived columns)
-        self._grid_cells = self._cells_of_grid(one)
         pooling = p.meta.extra.get("pooling") or {}
         self.shrinkage = float(pooling.get("shrinkage", 1.0))
         self.profiles = profiles_over(pooling, self.grid.keys())  # centred once per grid, not per request
@@ -219,20 +218,25 @@ class GridScorer:
         spec = DERIVED[self.predictor.fields[j]]
         M[:, j] = spec.compute({f: M[:, self._pos[f]] for f in spec.inputs})
 
-    def _cells_of_grid(self, one: np.ndarray) -> list[np.ndarray] | None:
-        """Per booster, the protocol columns' part (G, T) of every tree's cell for every grid
-        protocol; None when the model has no tables or a derived feature reads person fields."""
-        tables = self.predictor.all_tables()
-        if tables is None or self._per_row or self.predictor.additive:
+    @cached_property
+    def _grid_cells(self) -> list[tuple[object, np.ndarray, np.ndarray]] | None:
+        """Per booster: its tables, the (tree, column) pairs of the person columns, and the
+        protocol columns' part (G, T) of every tree's cell at every grid protocol. Built on the
+        first few-people call (a cohort or a training scorer never pays for the tables); None
+        when the model has no tables or a derived feature reads person fields."""
+        p = self.predictor
+        if self._per_row or p.additive or (tables := p.all_tables()) is None:
             return None
-        return [t.partial_cells(one, self.cols) for t in tables]
+        one = np.full((len(self.grid), len(p.fields)), np.nan)
+        one[:, self.cols] = self.values
+        person_cols = [j for j in range(len(p.fields)) if j not in self.cols]
+        return [(t, t.pairs_of(person_cols), t.partial_cells(one, t.pairs_of(self.cols))) for t in tables]
 
     def _table_margins(self, X: np.ndarray) -> np.ndarray:
         """(n * G, K) raw margins of a few people at every grid protocol, from the tables."""
-        person_cols = [j for j in range(X.shape[1]) if j not in self.cols]
         parts = []
-        for t, grid_cells in zip(self.predictor.all_tables(), self._grid_cells, strict=True):
-            person = t.partial_cells(X, person_cols)  # (n, T)
+        for t, person_pairs, grid_cells in self._grid_cells:
+            person = t.partial_cells(X, person_pairs)  # (n, T)
             parts.append(t.margins_of_cells(person[:, None, :] + grid_cells[None]).reshape(len(X) * len(self.grid), -1))
         return np.hstack(parts)
 
@@ -254,7 +258,7 @@ class GridScorer:
     def score_margins(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(n, G, 3) class probabilities and (n, G, K) calibrated margins of every person
         (model-matrix rows `X`) at every grid protocol."""
-        if self._grid_cells is not None and len(X) <= FEW_PEOPLE:
+        if len(X) <= FEW_PEOPLE and self._grid_cells is not None:
             m = self.predictor.meta.calibration.apply(self._table_margins(X))
         else:
             m = self.margins(self.matrix(X))

@@ -39,26 +39,30 @@ class FlatTrees:
     def of(cls, trees: list, n_columns: int, n_outputs: int) -> FlatTrees:
         """From `shap_tables`' trees (each: output, columns, per-column lookups, table (columns, cells))."""
         sizes = np.array([len(t.columns) for t in trees], dtype=np.intp)
+        cells = np.array([t.table.shape[1] for t in trees], dtype=np.intp)
         lookups = [lk for t in trees for lk in t.lookups]
-        lookup_at = np.cumsum([0, *(len(lk) for lk in lookups)])[:-1]
-        n_cells = np.repeat([t.table.shape[1] for t in trees], sizes)
-        tables = [row for t in trees for row in t.table]
-        empty = np.zeros(0, dtype=np.intp)
+        pair_cells = np.repeat(cells, sizes)
+
+        def starts(lengths: np.ndarray) -> np.ndarray:  # where each of consecutive blocks begins
+            return (np.cumsum(lengths) - lengths).astype(np.intp)
+
+        def joined(parts: list, dtype) -> np.ndarray:
+            return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype=dtype)
+
         return cls(
-            pair_col=np.concatenate([t.columns for t in trees]).astype(np.intp) if trees else empty,
-            lookup_at=lookup_at.astype(np.intp),
-            lookups=np.concatenate(lookups).astype(np.intp) if lookups else empty,
-            tree_start=(np.cumsum(sizes) - sizes).astype(np.intp),
+            pair_col=joined([t.columns for t in trees], np.intp),
+            lookup_at=starts(np.array([len(lk) for lk in lookups], dtype=np.intp)),
+            lookups=joined(lookups, np.intp),
+            tree_start=starts(sizes),
             pair_tree=np.repeat(np.arange(len(trees), dtype=np.intp), sizes),
-            table_at=(np.cumsum(n_cells) - n_cells).astype(np.intp),
-            tables=np.concatenate(tables).astype("float64") if tables else np.zeros(0),
-            pair_bin=np.concatenate([t.output * n_columns + t.columns for t in trees]).astype(np.intp) if trees else empty,
+            table_at=starts(pair_cells),
+            tables=joined([row for t in trees for row in t.table], "float64"),
+            pair_bin=joined([t.output * n_columns + t.columns for t in trees], np.intp),
             n_outputs=n_outputs,
             n_columns=n_columns,
             tree_output=np.array([t.output for t in trees], dtype=np.intp),
-            total_at=(np.cumsum([t.table.shape[1] for t in trees]) - [t.table.shape[1] for t in trees]).astype(np.intp)
-            if trees else empty,
-            totals=np.concatenate([t.table.sum(axis=0) for t in trees]) if trees else np.zeros(0),
+            total_at=starts(cells),
+            totals=joined([t.table.sum(axis=0) for t in trees], "float64"),
         )
 
     def add_up(self, cls: np.ndarray) -> np.ndarray:
@@ -74,14 +78,17 @@ class FlatTrees:
         acc = np.bincount(bins, weights=values.ravel(), minlength=n * n_bins)
         return acc.reshape(n, self.n_outputs, self.n_columns)
 
-    def partial_cells(self, cls: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    def pairs_of(self, columns) -> np.ndarray:
+        """(P,) whether each (tree, column) pair reads one of the model columns `columns`."""
+        return np.isin(self.pair_col, np.asarray(columns, dtype=np.intp))
+
+    def partial_cells(self, cls: np.ndarray, pairs: np.ndarray) -> np.ndarray:
         """(n, F) class of each value -> (n, T) each tree's cell index counting only the
-        model columns `columns` (a cell index is a sum over the tree's columns, so the parts of
-        two disjoint sets of columns add up to the cell)."""
-        mine = np.isin(self.pair_col, columns)
+        pairs `pairs` (`pairs_of`; a cell index is a sum over the tree's columns, so the parts
+        of two disjoint sets of columns add up to the cell)."""
         if not len(self.tree_start):
             return np.zeros((len(cls), 0), dtype=np.intp)
-        local = np.where(mine, self.lookups[self.lookup_at + cls[:, self.pair_col]], 0)
+        local = np.where(pairs, self.lookups[self.lookup_at + cls[:, self.pair_col]], 0)
         return np.add.reduceat(local, self.tree_start, axis=1)
 
     def margins_of_cells(self, cells: np.ndarray, bias: np.ndarray) -> np.ndarray:

@@ -190,10 +190,14 @@ class ShapTables:
             cls[:, col] = f.classes(X[:, col])
         return cls
 
-    def partial_cells(self, X: np.ndarray, columns) -> np.ndarray:
-        """(n, T) the part of every tree's cell index that the model columns `columns` of the
-        rows `X` set (`margins_of_cells` reads the sum of disjoint parts)."""
-        return self._flat.partial_cells(self.classes_matrix(np.asarray(X)), np.asarray(columns, dtype=np.intp))
+    def pairs_of(self, columns) -> np.ndarray:
+        """The (tree, column) pairs of the model columns `columns`, for `partial_cells`."""
+        return self._flat.pairs_of(columns)
+
+    def partial_cells(self, X: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+        """(n, T) the part of every tree's cell index that the columns of `pairs` (`pairs_of`)
+        of the rows `X` set (`margins_of_cells` reads the sum of disjoint parts)."""
+        return self._flat.partial_cells(self.classes_matrix(np.asarray(X)), pairs)
 
     def margins_of_cells(self, cells: np.ndarray) -> np.ndarray:
         """(..., T) every tree's cell -> (..., K) the booster's margins (XGBoost's, up to float32

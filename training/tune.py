@@ -24,6 +24,7 @@ from scipy.optimize import minimize
 
 from data_contracts.labels import response_codes
 from features import interactions
+from features.pipeline import ContractFeatures
 from model_runtime.links import NORMAL_SPREAD, ORDINAL, SOFTMAX, MarginCalibration, margins_to_proba
 from training import averaging, spline
 from training.config import SearchSpace, TrainConfig
@@ -79,7 +80,8 @@ def interaction_constraints(cfg: TrainConfig) -> list[list[str]] | None:
     (features/interactions.py), None for free trees."""
     if cfg.interactions == interactions.FREE:
         return None
-    return interactions.groups([*cfg.predictors, *cfg.derived_features])
+    columns = ContractFeatures(predictors=cfg.predictors, derived=cfg.derived_features).fit(None).get_feature_names_out()
+    return interactions.groups(list(columns))
 
 
 def base_params(cfg: TrainConfig, seed: int) -> dict:
