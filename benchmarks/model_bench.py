@@ -12,12 +12,15 @@ score 20,000 fresh simulated people and check, against the truth:
 
     python benchmarks/model_bench.py --seeds 7 11 23 42 [--n 20000] [--model distributional]
         [--monotone off|on|both] [--average-of 5 1] [--interactions person_x_protocol|free|both]
+        [--varying on|off|both]
 
 With several --average-of values, one search per seed serves them all: the chosen
 configuration is calibrated, fitted and scored once per value (1 = one fit, K = the merged
 average of K seed fits, training/averaging.py), so the rows differ only in the averaging.
 --interactions both trains each seed with the default interaction structure
-(features/interactions.py) and with free trees.
+(features/interactions.py) and with free trees. --varying both scores, on the same search, the
+default blend with the distilled varying-coefficient trees (training/varying.py) and the
+searched trees alone.
 "capture" is the test split's (realized outcomes); "fresh capture" is the same share computed
 on the 20,000 fresh people from expected log-losses under the truth's probabilities (no label
 noise: -sum_k p_true_k log p_model_k, against the training split's class prior and the truth).
@@ -93,8 +96,9 @@ def _fresh_checks(pred, n: int, seed: int, prior: np.ndarray) -> dict:
 
 
 def run(seed: int, n: int, model: str, monotone: bool = False, average_of: tuple[int, ...] = (5,),
-        interactions: str = "person_x_protocol") -> list[dict]:
-    """One search on the seed's cohort; per averaging value, its model's figures (one row each)."""
+        interactions: str = "person_x_protocol", varying: tuple[bool, ...] = (True,)) -> list[dict]:
+    """One search on the seed's cohort; per averaging value and blend setting, its model's
+    figures (one row each)."""
     from dataclasses import replace
 
     from training import steps
@@ -108,15 +112,16 @@ def run(seed: int, n: int, model: str, monotone: bool = False, average_of: tuple
     search_s = time.perf_counter() - t0
     prior = np.bincount(y[prep.tr], minlength=3) / len(prep.tr)
     rows = []
-    for k in average_of:
+    for k, blend in ((k, b) for k in average_of for b in varying):
         t1 = time.perf_counter()
-        ck = replace(cfg, average_of=k)
+        ck = replace(cfg, average_of=k, varying=blend)
         calib = steps.calibrate(prep, found.chosen, ck, seed)
         pred = steps.fit(prep, found.chosen, calib, ck, seed, family_choice=found.family_choice())
         m = steps.evaluate(prep, pred, ck, seed, oP).metrics
         shape = pred.meta.model_shape
         row = {"seed": seed, "monotone": monotone, "interactions": interactions,
-               "average_of": shape.get("average_of", 1), "search_s": search_s,
+               "average_of": shape.get("average_of", 1), "varying": blend,
+               "weight_on_trees": shape.get("varying_weight_on_trees", 1.0), "search_s": search_s,
                "fit_s": time.perf_counter() - t1, "family": shape["family"], "depth": shape.get("max_depth"),
                "rounds": shape.get("n_rounds"), **{k: m[k] for k in (
                    "oracle_capture", "auroc_ratio_to_oracle", "test_ece", "test_log_loss", "oracle_test_log_loss")}}
@@ -136,21 +141,24 @@ def main() -> None:
                     help="fits averaged into the expected-change booster; several values share one search")
     ap.add_argument("--interactions", choices=("person_x_protocol", "free", "both"), default="person_x_protocol",
                     help="which columns one tree may combine (features/interactions.py), or both structures")
+    ap.add_argument("--varying", choices=("on", "off", "both"), default="on",
+                    help="blend with the distilled varying-coefficient trees (training/varying.py), not, or both")
     args = ap.parse_args()
+    blends = {"on": (True,), "off": (False,), "both": (True, False)}[args.varying]
     rows = []
     modes = {"off": (False,), "on": (True,), "both": (False, True)}[args.monotone]
     structures = ("person_x_protocol", "free") if args.interactions == "both" else (args.interactions,)
     for seed in args.seeds:
         for mono in modes:
             for structure in structures:
-                new = run(seed, args.n, args.model, mono, tuple(args.average_of), structure)
+                new = run(seed, args.n, args.model, mono, tuple(args.average_of), structure, blends)
                 rows += new
                 print(pd.DataFrame(new).round(4).to_string(index=False), flush=True)
     table = pd.DataFrame(rows)
     pd.set_option("display.width", 250)
     print("\n" + table.round(4).to_string(index=False))
-    for (mono, structure, k), t in table.groupby(["monotone", "interactions", "average_of"]):
-        print(f"\nmonotone={mono}, interactions={structure}, average of {k}:")
+    for (mono, structure, k, blend), t in table.groupby(["monotone", "interactions", "average_of", "varying"]):
+        print(f"\nmonotone={mono}, interactions={structure}, average of {k}, varying={blend}:")
         _aims(t)
 
 

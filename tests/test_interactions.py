@@ -121,3 +121,16 @@ def test_model_card_states_the_structure_only_when_it_was_trained_with_it():
     assert "one person field or one group of fields read together ({bdnf_ng_ml, bdnf_matrix}" in text
     assert "{pain_condition, sex})" in text and text.index("depth 4") < text.index("read together")
     assert "read together" not in card(interactions="free") and "read together" not in card()
+
+
+def test_trees_distilled_from_the_varying_coefficient_ridge_keep_the_structure(frame):
+    from training import varying
+
+    X, target = frame
+    params = {**tune.fit_params(load_config(None, average_of=1), 0, tune.Trial(0, {
+        "max_depth": 3, "learning_rate": 0.1, "min_child_weight": 2.0, "subsample": 0.9, "colsample_bytree": 0.9,
+        "reg_lambda": 1.0, "gamma": 0.0}, 0.0, 20, 0.0)), varying.ALPHA: 300.0}
+    distilled = varying.component(X, target, params)
+    allowed = _allowed_person_sets(list(X.columns))
+    paths = _person_sets_of_paths(distilled)
+    assert len(paths) > 1000 and [s for s in paths if not any(s <= a for a in allowed)] == []

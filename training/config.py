@@ -94,6 +94,13 @@ class TrainConfig:
     """Which columns one tree of a booster may combine (features/interactions.py): the protocol
     with one person field or one group of fields read together ("person_x_protocol"), or any
     ("free"). `benchmarks/model_bench.py --interactions` measures both."""
+    varying: bool = True
+    """Blend the searched trees with a varying-coefficient regression of the expected change
+    (each modality's dose and load effects linear in every person field), distilled into trees
+    of the same structure and merged into the one booster (training/varying.py); the blend's
+    weight is chosen by out-of-fold log-loss, so cross-validation may keep the trees alone. Not
+    with the spline family, the multiclass model or monotone constraints.
+    `benchmarks/model_bench.py --varying both` measures it against the trees alone."""
     bootstrap: int = 200
     risk_moderate: float = 0.20
     risk_high: float = 0.35
@@ -164,6 +171,8 @@ def load_config(path: str | Path | None = None, **overrides) -> TrainConfig:
         raise ValueError("average_of must be at least 1")
     if cfg.interactions not in STRUCTURES:
         raise ValueError(f"interactions must be one of {', '.join(STRUCTURES)}")
+    if not isinstance(cfg.varying, bool):
+        raise ValueError("varying must be true or false")
     if cfg.model not in MODEL_KINDS:
         raise ValueError(f"model must be one of {', '.join(MODEL_KINDS)}")
     return cfg

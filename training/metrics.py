@@ -10,6 +10,8 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from data_contracts.fields import RESPONSES
+from data_contracts.labels import response_codes
+from model_runtime.links import ORDINAL, margins_to_proba
 
 K = len(RESPONSES)
 _EPS = 1e-15
@@ -19,6 +21,14 @@ def log_loss(y: np.ndarray, P: np.ndarray) -> float:
     """Mean negative log-probability of the observed class (probabilities clipped at 1e-15)."""
     p = np.clip(P[np.arange(len(y)), y], _EPS, 1.0)
     return float(-np.mean(np.log(p)))
+
+
+def ordinal_log_loss(target: np.ndarray, mu: np.ndarray, threshold_pct: float) -> float:
+    """Three-class log-loss of an expected change `mu` of the measured change `target`, read
+    through the normal link with the residual spread (how the search scores an expected-change
+    model on a fold)."""
+    sigma = float(np.sqrt(np.mean((target - mu) ** 2)))
+    return log_loss(response_codes(target, threshold_pct), margins_to_proba(mu[:, None], ORDINAL, sigma, threshold_pct))
 
 
 def brier(y: np.ndarray, P: np.ndarray) -> float:

@@ -164,6 +164,12 @@ INTERACTIONS_TEXT = (
     + "), so the protocol may change the effect of each person factor, and person factors add up otherwise")
 
 
+VARYING_TEXT = (
+    "blended, weight {w:.1f} on these trees and the rest on trees distilled from a varying-coefficient ridge"
+    " regression (each modality's dose and load effects linear in every person field), the weight chosen by"
+    " out-of-fold log-loss; one booster, so the explanations stay exact")
+
+
 def _model_kind(meta) -> str:
     shape = meta.model_shape
     if shape.get("family") == "spline":
@@ -174,6 +180,8 @@ def _model_kind(meta) -> str:
                  " booster")
     if shape.get("interactions") == PERSON_X_PROTOCOL:
         head += ("; " + INTERACTIONS_TEXT)
+    if "varying_weight_on_trees" in shape:
+        head += "; " + VARYING_TEXT.format(w=shape["varying_weight_on_trees"])
     if meta.link == NORMAL_SPREAD:
         return (f"XGBoost regression of the measured eih_pct ({head}) and a second XGBoost model of the spread of the"
                 f" measured change around it (gamma regression of out-of-fold squared residuals, depth"

@@ -30,12 +30,10 @@ from sklearn.linear_model import ElasticNet, ElasticNetCV, GammaRegressor
 from sklearn.metrics import mean_gamma_deviance
 from sklearn.model_selection import KFold
 
-from data_contracts.labels import response_codes
 from features.derived import DERIVED
 from model_runtime.additive import DEGREE, AdditiveModel, Shape, bspline_basis
-from model_runtime.links import ORDINAL, margins_to_proba
 from model_runtime.matrix import ModelMatrix
-from training.metrics import log_loss
+from training.metrics import ordinal_log_loss
 
 FAMILY = "spline"
 N_KNOTS = 4
@@ -218,8 +216,6 @@ def candidate(X: pd.DataFrame, target: np.ndarray, folds, threshold_pct: float) 
     for tr, va in folds:
         mu = fit_mean(X.iloc[tr], target[tr], p).margins(M[va])
         oof[va] = mu
-        sigma = float(np.sqrt(np.mean((target[va] - mu) ** 2)))
-        P = margins_to_proba(mu[:, None], ORDINAL, sigma, threshold_pct)
-        out.append(log_loss(response_codes(target[va], threshold_pct), P))
+        out.append(ordinal_log_loss(target[va], mu, threshold_pct))
     p["spread_alpha"] = choose_spread_alpha(X, np.maximum((target - oof) ** 2, 1e-3), folds, p)
     return p, float(np.mean(out))

@@ -25,7 +25,7 @@ from features.reference import build_reference, numeric_reference
 from model_runtime.links import NORMAL_SPREAD, ORDINAL_OUTPUT, SPREAD_OUTPUT, MarginCalibration
 from model_runtime.metadata import ModelMeta
 from model_runtime.predictor import EIHPredictor, Explanation
-from training import averaging, baselines, decision, metrics, tune
+from training import averaging, baselines, decision, metrics, tune, varying
 from training.config import TrainConfig
 from training.pooling import fit_pooling
 from training.split import Split, cv_folds, holdout_split
@@ -121,6 +121,7 @@ class Calibrated:
     ece_before: float
     ece_after: float
     spread: SpreadFit | None = None
+    blend_log_loss: dict[float, float] | None = None  # out-of-fold log-loss by weight on the searched trees
 
     def runtime(self) -> MarginCalibration:
         """The calibration the predictor applies at run time (`cal`, flagged `applied`)."""
@@ -139,6 +140,10 @@ class Calibrated:
             out["residual_sigma_pct"] = self.cal.sigma
         if self.spread is not None:
             out["spread_rounds"] = self.spread.n_rounds
+        if varying.wanted(self.params):
+            out["varying_weight_on_trees"] = float(self.params[varying.WEIGHT])
+            out["varying_ridge_alpha"] = float(self.params[varying.ALPHA])
+            out["oof_log_loss_trees_alone"] = self.blend_log_loss[1.0]
         return out
 
 
@@ -149,6 +154,9 @@ def calibrate(prep: Prepared, trial: tune.Trial, cfg: TrainConfig, seed: int) ->
     params = tune.fit_params(cfg, seed, trial)
     Xtr = prep.X.iloc[tr]
     oof = tune.oof_margins(Xtr, prep.target[tr], prep.folds, params, trial.n_rounds, prep.n_out)
+    blended = None
+    if cfg.varying and cfg.ordinal and not cfg.monotone and tune.family(params) == "xgboost":
+        params, oof, blended = varying.blend(Xtr, prep.target[tr], prep.folds, params, oof, t)
     spread = None
     if prep.link == NORMAL_SPREAD:
         r2 = tune.squared_residuals(prep.target[tr], oof)
@@ -161,7 +169,7 @@ def calibrate(prep: Prepared, trial: tune.Trial, cfg: TrainConfig, seed: int) ->
     cal = fitted if apply else fitted.identity()
     return Calibrated(params, trial.n_rounds, oof, fitted, cal, bool(apply),
                       metrics.ece(ytr, fitted.identity().proba(oof, prep.link, t)),
-                      metrics.ece(ytr, cal.proba(oof, prep.link, t)), spread)
+                      metrics.ece(ytr, cal.proba(oof, prep.link, t)), spread, blended)
 
 
 def fit(prep: Prepared, chosen: tune.Trial, calib: Calibrated, cfg: TrainConfig, seed: int,
@@ -179,6 +187,9 @@ def fit(prep: Prepared, chosen: tune.Trial, calib: Calibrated, cfg: TrainConfig,
         shape.update(max_depth=chosen.params["max_depth"], n_rounds=chosen.n_rounds,
                      average_of=int(calib.params.get(averaging.KEY, 1)), interactions=cfg.interactions,
                      explain_cost_proxy=tune.explain_cost(calib.params, chosen.n_rounds, prep.n_out))
+        if varying.wanted(calib.params):
+            shape.update(varying_weight_on_trees=float(calib.params[varying.WEIGHT]),
+                         varying_ridge_alpha=float(calib.params[varying.ALPHA]))
     else:
         shape.update(explain_cost_proxy=chosen.cost, n_knots=chosen.params["n_knots"])
     if calib.spread is not None:

@@ -22,13 +22,12 @@ import pandas as pd
 import xgboost as xgb
 from scipy.optimize import minimize
 
-from data_contracts.labels import response_codes
 from features import interactions
 from features.pipeline import ContractFeatures
 from model_runtime.links import NORMAL_SPREAD, ORDINAL, SOFTMAX, MarginCalibration, margins_to_proba
-from training import averaging, spline
+from training import averaging, spline, varying
 from training.config import SearchSpace, TrainConfig
-from training.metrics import log_loss
+from training.metrics import log_loss, ordinal_log_loss
 
 K = 3
 CV_METRIC = "class_logloss"
@@ -57,9 +56,13 @@ class Trial:
 
 def explain_cost(params: dict, n_rounds: int, n_outputs: int) -> float:
     """The TreeSHAP cost proxy rounds x outputs x 2^depth x depth^2 (relative, not seconds),
-    times the fits a seed average merges."""
+    times the fits a seed average merges, plus the distilled trees of a blend."""
     d = int(params["max_depth"])
-    return float(n_rounds * n_outputs * (2**d) * d * d * int(params.get(averaging.KEY, 1)))
+    cost = n_rounds * n_outputs * (2**d) * d * d * int(params.get(averaging.KEY, 1))
+    if varying.wanted(params) and float(params[varying.WEIGHT]) < 1:
+        dd = varying.DISTIL["max_depth"]
+        cost += varying.DISTIL_ROUNDS * n_outputs * (2**dd) * dd * dd
+    return float(cost)
 
 
 MONOTONE: dict[str, int] = {"cpm_pct": 1, "pseq_total": 1, "pcs_total": -1, "csi_score": -1}
@@ -105,9 +108,7 @@ def cv_metric(cfg: TrainConfig) -> Callable:
     def metric(predt: np.ndarray, dmat: xgb.DMatrix) -> tuple[str, float]:
         label = dmat.get_label()
         if cfg.ordinal:
-            mu = predt.reshape(-1)
-            sigma = float(np.sqrt(np.mean((label - mu) ** 2)))  # the fold's residual spread
-            return CV_METRIC, log_loss(response_codes(label, t), margins_to_proba(mu[:, None], ORDINAL, sigma, t))
+            return CV_METRIC, ordinal_log_loss(label, predt.reshape(-1), t)
         return CV_METRIC, log_loss(label.astype("int64"), predt.reshape(len(label), K))
 
     return metric
@@ -219,6 +220,10 @@ def oof_margins(X: pd.DataFrame, target: np.ndarray, folds, params: dict, n_roun
     """Out-of-fold raw margins (n, n_out) of one configuration (for the calibration)."""
     if spline.is_spline(params):
         return spline.oof_margins(X, target, folds, params)
+    if varying.wanted(params):
+        w = float(params[varying.WEIGHT])
+        trees = oof_margins(X, target, folds, varying.own(params), n_rounds, n_out)
+        return w * trees + (1 - w) * varying.oof(X, target, folds, params)[:, None]
     out = np.zeros((len(X), n_out))
     for tr, va in folds:
         # a fold's model is only predicted: the mean of its seed fits' margins, no merged booster
@@ -230,9 +235,13 @@ def oof_margins(X: pd.DataFrame, target: np.ndarray, folds, params: dict, n_roun
 
 def fit_final(X: pd.DataFrame, target: np.ndarray, params: dict, n_rounds: int):
     """A booster trained on all of X for exactly `n_rounds` (no early stopping; the merged seed
-    average when `params` asks for one, training/averaging.py), or the spline family's additive output."""
+    average when `params` asks for one, training/averaging.py; blended with the distilled
+    varying-coefficient trees when it asks for that, training/varying.py), or the spline
+    family's additive output."""
     if spline.is_spline(params):
         return spline.fit(X, target, params)
+    if varying.wanted(params):
+        return varying.fit(params, X, target, n_rounds)
     return averaging.fit(params, dmatrix(X, target), n_rounds)
 
 
