@@ -21,7 +21,7 @@ from data_contracts.fields import CONTRACT_VERSION, RESPONSES
 from data_contracts.io import read_side_table, read_table
 from data_contracts.labels import eih_pct, response_codes
 from data_contracts.validate import validate_frame
-from training import internal, steps, tune
+from training import internal, steps, tune, varying
 from training.config import TrainConfig
 from training.registry import CODE_PATHS, PYFUNC_CODE, log_and_register, paired_gate
 from training.report import write_report
@@ -180,6 +180,11 @@ class _RunLog:
         t0 = np.atleast_1d(c.cal.temperature)[0]
         fix = (f"temperature {t0:.3f} and bias applied (log-loss {c.fitted.log_loss_before:.4f} -> "
                f"{c.fitted.log_loss_after:.4f})" if c.applied else "no further correction needed")
+        if c.blend_log_loss is not None:
+            w = c.params[varying.WEIGHT]
+            self.console.print(f"blend: weight {w:.1f} on the searched trees, {1 - w:.1f} on the distilled"
+                               f" varying-coefficient trees (out-of-fold log-loss {c.blend_log_loss[w]:.4f}; the"
+                               f" searched trees alone {c.blend_log_loss[1.0]:.4f})", highlight=False)
         self.console.print(f"calibration: {spread}out-of-fold ECE {c.ece_before:.4f}; {fix}")
 
     def _end_evaluate(self, ev: steps.Evaluation) -> None:
