@@ -221,23 +221,25 @@ class GridScorer:
     @cached_property
     def _grid_cells(self) -> list[tuple[object, np.ndarray, np.ndarray]] | None:
         """Per booster: its tables, the (tree, column) pairs of the person columns, and the
-        protocol columns' part (G, T) of every tree's cell at every grid protocol. Built on the
-        first few-people call (a cohort or a training scorer never pays for the tables); None
-        when the model has no tables or a derived feature reads person fields."""
+        protocol columns' part (G, T) of every tree's cell at every grid protocol, as offsets
+        into the tables (`cell_offsets`: a person's part is then one addition away). Built on
+        the first few-people call (a cohort or a training scorer never pays for the tables);
+        None when the model has no tables or a derived feature reads person fields."""
         p = self.predictor
         if self._per_row or p.additive or (tables := p.all_tables()) is None:
             return None
         one = np.full((len(self.grid), len(p.fields)), np.nan)
         one[:, self.cols] = self.values
         person_cols = [j for j in range(len(p.fields)) if j not in self.cols]
-        return [(t, t.pairs_of(person_cols), t.partial_cells(one, t.pairs_of(self.cols))) for t in tables]
+        return [(t, t.pairs_of(person_cols), t.cell_offsets(t.partial_cells(one, t.pairs_of(self.cols))))
+                for t in tables]
 
     def _table_margins(self, X: np.ndarray) -> np.ndarray:
         """(n * G, K) raw margins of a few people at every grid protocol, from the tables."""
         parts = []
-        for t, person_pairs, grid_cells in self._grid_cells:
-            person = t.partial_cells(X, person_pairs)  # (n, T)
-            parts.append(t.margins_of_cells(person[:, None, :] + grid_cells[None]).reshape(len(X) * len(self.grid), -1))
+        for t, person_pairs, grid_at in self._grid_cells:
+            person = t.partial_cells(X, person_pairs).astype(np.int32)  # (n, T)
+            parts.append(t.margins_at(person[:, None, :] + grid_at[None]).reshape(len(X) * len(self.grid), -1))
         return np.hstack(parts)
 
     def matrix(self, X: np.ndarray, grid_idx: np.ndarray | None = None) -> np.ndarray:

@@ -204,6 +204,15 @@ class ShapTables:
         rounding: ~1e-4 for thousands of trees)."""
         return self._flat.margins_of_cells(cells, self.bias)
 
+    def cell_offsets(self, cells: np.ndarray) -> np.ndarray:
+        """(..., T) every tree's cell (or a part of it) -> its offset in the flat tables, for
+        `margins_at`; offsets of disjoint parts add up like cells (one side must be a part)."""
+        return self._flat.cell_offsets(cells)
+
+    def margins_at(self, offsets: np.ndarray) -> np.ndarray:
+        """(..., T) `cell_offsets` -> (..., K) the booster's margins, as `margins_of_cells`."""
+        return self._flat.margins_at(offsets, self.bias)
+
     def _contributions_loop(self, X: np.ndarray) -> np.ndarray:
         """`contributions` for a few rows: each value classed in plain Python, then every tree
         of every row in a handful of numpy calls over all (tree, column) pairs (`shap_rows`) (one HTTP record:

@@ -122,6 +122,29 @@ def test_few_rows_path_matches_xgboost_one_row_at_a_time(data, multiclass):
     np.testing.assert_allclose(together, _xgb_contribs(booster, rows, 3 if multiclass else 1), rtol=0, atol=TOL)
 
 
+@pytest.mark.parametrize("multiclass", [False, True], ids=["one output", "three classes"])
+def test_margins_from_cells_and_from_disjoint_parts_of_them_are_xgboosts(data, multiclass):
+    """What a recommendation's grid reads: every tree's cell index is the sum of the parts its
+    columns set, so the margins of a row are the same from its whole cells and from the offsets
+    of two disjoint parts added up, and XGBoost's up to float32 rounding."""
+    X, M, _, n_categories = data
+    booster = _booster(data, 3, multiclass)
+    tables = ShapTables.build(booster, list(booster.feature_types), n_categories)
+    rows = M[:200]
+    protocol = [j for j, f in enumerate(X.columns) if f.startswith("exercise_")]
+    person = [j for j in range(M.shape[1]) if j not in protocol]
+    whole = tables.partial_cells(rows, tables.pairs_of(range(M.shape[1])))
+    parts = (tables.cell_offsets(tables.partial_cells(rows, tables.pairs_of(protocol)))
+             + tables.partial_cells(rows, tables.pairs_of(person)).astype(np.int32))
+    from_cells = tables.margins_of_cells(whole)
+    np.testing.assert_array_equal(tables.margins_at(parts), from_cells)
+    dm = xgb.DMatrix(rows, feature_names=booster.feature_names, feature_types=booster.feature_types,
+                     enable_categorical=True)
+    want = booster.predict(dm, output_margin=True).reshape(len(rows), -1)
+    assert from_cells.shape == want.shape
+    np.testing.assert_allclose(from_cells, want, rtol=0, atol=1e-4)
+
+
 def test_trees_without_splits_leave_everything_to_the_bias(data):
     X, M, y, n_categories = data
     booster = xgb.train({"max_depth": 3, "gamma": 1e12, "nthread": 1}, xgb.DMatrix(X, y, enable_categorical=True), 5)
