@@ -285,8 +285,11 @@ def main() -> None:
 
     lm = load_model(args.model)
     shape = lm.predictor.meta.model_shape
+    blend = (f", weight {shape['varying_weight_on_trees']} on them beside the distilled varying-coefficient trees"
+             if "varying_weight_on_trees" in shape else "")
     print(f"model {lm.uri} (version {lm.version}; {shape.get('family')} depth {shape.get('max_depth')} x "
-          f"{shape.get('n_rounds')} rounds, average of {shape.get('average_of', 1)}); protocols "
+          f"{shape.get('n_rounds')} rounds, average of {shape.get('average_of', 1)}{blend}; "
+          f"{getattr(lm.predictor.boosters[0], 'num_boosted_rounds', lambda: 0)()} trees); protocols "
           f"{lm.predictor.meta.extra.get('protocols', 'unknown')}")
     people, _ = simulate(args.n, seed=args.seed, n_sites=1)
     people = people.drop(columns=["ppt_post_kpa"])

@@ -86,6 +86,30 @@ def test_design_is_person_basis_times_protocol_basis_plus_main_effects(cohort):
     assert varying.Basis.of(plain).slopes == ("exercise_intensity_pct", "exercise_duration_min")
 
 
+def test_a_field_the_cohort_never_records_is_left_out_without_warnings(cohort):
+    import warnings
+
+    _, X, y = cohort
+    blank = X.assign(bdnf_ng_ml=np.nan, il6_pg_ml=np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        basis = varying.Basis.of(blank)
+        pred = varying.fit_ridge(blank, y, 300.0).predict(blank)
+    assert "bdnf_ng_ml" not in basis.numbers and "il6_pg_ml" not in basis.numbers
+    assert np.isfinite(pred).all()
+
+
+def test_weight_zero_is_the_distilled_part_alone(cohort):
+    _, X, y = cohort
+    params = {**tune.fit_params(load_config(None, average_of=1), 0, tune.Trial(0, {
+        "max_depth": 2, "learning_rate": 0.1, "min_child_weight": 5.0, "subsample": 1.0, "colsample_bytree": 1.0,
+        "reg_lambda": 1.0, "gamma": 0.0}, 0.0, 10, 0.0)), varying.ALPHA: 300.0, varying.WEIGHT: 0.0}
+    alone = tune.fit_final(X, y, params, 10)
+    assert alone.num_boosted_rounds() == varying.DISTIL_ROUNDS
+    d = tune.dmatrix(X)
+    np.testing.assert_allclose(alone.predict(d), varying.component(X, y, params).predict(d), atol=1e-6)
+
+
 def test_other_protocols_are_whole_protocols_of_other_rows(cohort):
     _, X, _ = cohort
     Xa = varying.with_other_protocols(X, seed=1)

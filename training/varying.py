@@ -88,6 +88,8 @@ class Basis:
             if c in cats:
                 continue
             v = X[c].to_numpy("float64")
+            if np.isnan(v).all():  # a field the cohort never records carries nothing
+                continue
             sd = float(np.nanstd(v))
             nums[c] = (float(np.nanmean(v)), sd if sd > 0 else 1.0, bool(np.isnan(v).any()))
         slopes = (EXERCISE_DOSE, EXERCISE_LOAD) if {EXERCISE_DOSE, EXERCISE_LOAD} <= set(X.columns) else (
@@ -214,6 +216,8 @@ def fit(params: dict, X: pd.DataFrame, target: np.ndarray, n_rounds: int) -> xgb
     """The blended booster: weight w on the searched trees (their seed average), 1 - w on the
     distilled varying-coefficient trees."""
     w = float(params[WEIGHT])
+    if w <= 0.0:
+        return component(X, target, params)
     trees = averaging.fits(own(params), tune.dmatrix(X, target), n_rounds)
     if w >= 1.0:
         return averaging.merge(trees)
