@@ -169,7 +169,7 @@ def test_calibration_chooses_the_weight_with_the_lowest_out_of_fold_log_loss(coh
 
     valid, _, _ = cohort
     y = response_codes(eih_pct(valid), 10.0).astype("int64")
-    cfg = load_config(None, n_trials=1, average_of=1, validation="holdout")
+    cfg = load_config(None, n_trials=1, average_of=1, validation="holdout", varying_min_rows=0)
     prep = steps.prepare(valid, y, cfg, 4)
     found = steps.search(prep, cfg, 4)
     boosted = found.best_of("xgboost")
@@ -183,8 +183,9 @@ def test_calibration_chooses_the_weight_with_the_lowest_out_of_fold_log_loss(coh
     m = calib.metrics()
     assert m["varying_weight_on_trees"] == w and m["oof_log_loss_trees_alone"] == scores[1.0]
     # the trees alone when the configuration says so, with monotone constraints, and for splines
-    for off in (load_config(None, n_trials=1, average_of=1, varying=False),
-                load_config(None, n_trials=1, average_of=1, monotone=True)):
+    for off in (load_config(None, n_trials=1, average_of=1, varying=False, varying_min_rows=0),
+                load_config(None, n_trials=1, average_of=1, monotone=True, varying_min_rows=0),
+                load_config(None, n_trials=1, average_of=1)):  # 960 training rows: below the default minimum
         c = steps.calibrate(prep, boosted, off, 4)
         assert not varying.wanted(c.params) and c.blend_log_loss is None
     spline_trial = found.best_of("spline")
@@ -195,6 +196,8 @@ def test_config_rejects_a_varying_setting_that_is_not_a_boolean():
     assert load_config(None).varying is True and load_config(None).flat()["varying"] is True
     with pytest.raises(ValueError, match="varying must be true or false"):
         load_config(None, varying="yes")
+    with pytest.raises(ValueError, match="varying_min_rows must be at least 0"):
+        load_config(None, varying_min_rows=-1)
 
 
 def test_model_card_states_the_blend_and_its_weight():
