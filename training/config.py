@@ -103,7 +103,7 @@ class TrainConfig:
     `benchmarks/model_bench.py --varying both` measures it against the trees alone."""
     varying_min_rows: int = 5000
     """The blend only when the training rows number at least this many. Its gain was measured at
-    20,000 people; at 300, where the weight is chosen on four folds of 75 people, it cost one of
+    20,000 people; at 300, where the weight is chosen on four folds of about 70 people, it cost one of
     two simulated cohorts 0.24 of capture on fresh people (benchmarks/RESULTS.md)."""
     bootstrap: int = 200
     risk_moderate: float = 0.20
