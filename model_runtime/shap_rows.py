@@ -91,18 +91,14 @@ class FlatTrees:
         local = np.where(pairs, self.lookups[self.lookup_at + cls[:, self.pair_col]], 0)
         return np.add.reduceat(local, self.tree_start, axis=1)
 
-    def margins_of_cells(self, cells: np.ndarray, bias: np.ndarray) -> np.ndarray:
-        """(..., T) cell of every tree -> (..., K) margins: the bias plus every tree's leaf
-        value less its expected value, summed per output in float64."""
-        return self.margins_at(self.cell_offsets(cells), bias)
-
     def cell_offsets(self, cells: np.ndarray) -> np.ndarray:
         """(..., T) cell of every tree -> where it lies in `totals` (int32: the grid of a
         recommendation gathers a million of them, and half the bytes is half the time)."""
         return (cells + self.total_at).astype(np.int32)
 
     def margins_at(self, offsets: np.ndarray, bias: np.ndarray) -> np.ndarray:
-        """(..., T) `cell_offsets` of every tree -> (..., K) margins (`margins_of_cells`)."""
+        """(..., T) `cell_offsets` of every tree -> (..., K) margins: the bias plus every tree's
+        leaf value less its expected value, summed per output in float64."""
         values = self.totals[offsets]
         if self.n_outputs == 1:
             return bias[0] + values.sum(axis=-1, keepdims=True)

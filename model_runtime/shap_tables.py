@@ -196,13 +196,8 @@ class ShapTables:
 
     def partial_cells(self, X: np.ndarray, pairs: np.ndarray) -> np.ndarray:
         """(n, T) the part of every tree's cell index that the columns of `pairs` (`pairs_of`)
-        of the rows `X` set (`margins_of_cells` reads the sum of disjoint parts)."""
+        of the rows `X` set (the `cell_offsets` of disjoint parts add up, for `margins_at`)."""
         return self._flat.partial_cells(self.classes_matrix(np.asarray(X)), pairs)
-
-    def margins_of_cells(self, cells: np.ndarray) -> np.ndarray:
-        """(..., T) every tree's cell -> (..., K) the booster's margins (XGBoost's, up to float32
-        rounding: ~1e-4 for thousands of trees)."""
-        return self._flat.margins_of_cells(cells, self.bias)
 
     def cell_offsets(self, cells: np.ndarray) -> np.ndarray:
         """(..., T) every tree's cell (or a part of it) -> its offset in the flat tables, for
@@ -210,7 +205,8 @@ class ShapTables:
         return self._flat.cell_offsets(cells)
 
     def margins_at(self, offsets: np.ndarray) -> np.ndarray:
-        """(..., T) `cell_offsets` -> (..., K) the booster's margins, as `margins_of_cells`."""
+        """(..., T) `cell_offsets` -> (..., K) the booster's margins (XGBoost's, up to float32
+        rounding: ~1e-4 for thousands of trees)."""
         return self._flat.margins_at(offsets, self.bias)
 
     def _contributions_loop(self, X: np.ndarray) -> np.ndarray:

@@ -136,7 +136,7 @@ def test_margins_from_cells_and_from_disjoint_parts_of_them_are_xgboosts(data, m
     whole = tables.partial_cells(rows, tables.pairs_of(range(M.shape[1])))
     parts = (tables.cell_offsets(tables.partial_cells(rows, tables.pairs_of(protocol)))
              + tables.partial_cells(rows, tables.pairs_of(person)).astype(np.int32))
-    from_cells = tables.margins_of_cells(whole)
+    from_cells = tables.margins_at(tables.cell_offsets(whole))
     np.testing.assert_array_equal(tables.margins_at(parts), from_cells)
     dm = xgb.DMatrix(rows, feature_names=booster.feature_names, feature_types=booster.feature_types,
                      enable_categorical=True)

@@ -155,8 +155,7 @@ def calibrate(prep: Prepared, trial: tune.Trial, cfg: TrainConfig, seed: int) ->
     Xtr = prep.X.iloc[tr]
     oof = tune.oof_margins(Xtr, prep.target[tr], prep.folds, params, trial.n_rounds, prep.n_out)
     blended = None
-    if (cfg.varying and len(tr) >= cfg.varying_min_rows and cfg.ordinal and not cfg.monotone
-            and tune.family(params) == "xgboost"):
+    if varying.applies(cfg, params, len(tr)):
         params, oof, blended = varying.blend(Xtr, prep.target[tr], prep.folds, params, oof, t)
     spread = None
     if prep.link == NORMAL_SPREAD:

@@ -57,11 +57,12 @@ class Trial:
 def explain_cost(params: dict, n_rounds: int, n_outputs: int) -> float:
     """The TreeSHAP cost proxy rounds x outputs x 2^depth x depth^2 (relative, not seconds),
     times the fits a seed average merges, plus the distilled trees of a blend."""
-    d = int(params["max_depth"])
-    cost = n_rounds * n_outputs * (2**d) * d * d * int(params.get(averaging.KEY, 1))
+    def trees(rounds: int, depth: int) -> int:
+        return rounds * n_outputs * (2**depth) * depth * depth
+
+    cost = trees(n_rounds, int(params["max_depth"])) * int(params.get(averaging.KEY, 1))
     if varying.wanted(params) and float(params[varying.WEIGHT]) < 1:
-        dd = varying.DISTIL["max_depth"]
-        cost += varying.DISTIL_ROUNDS * n_outputs * (2**dd) * dd * dd
+        cost += trees(varying.DISTIL_ROUNDS, varying.DISTIL["max_depth"])
     return float(cost)
 
 
@@ -220,10 +221,6 @@ def oof_margins(X: pd.DataFrame, target: np.ndarray, folds, params: dict, n_roun
     """Out-of-fold raw margins (n, n_out) of one configuration (for the calibration)."""
     if spline.is_spline(params):
         return spline.oof_margins(X, target, folds, params)
-    if varying.wanted(params):
-        w = float(params[varying.WEIGHT])
-        trees = oof_margins(X, target, folds, varying.own(params), n_rounds, n_out)
-        return w * trees + (1 - w) * varying.oof(X, target, folds, params)[:, None]
     out = np.zeros((len(X), n_out))
     for tr, va in folds:
         # a fold's model is only predicted: the mean of its seed fits' margins, no merged booster

@@ -38,6 +38,7 @@ import xgboost as xgb
 from features.derived import EXERCISE_DOSE, EXERCISE_LOAD
 from features.interactions import protocol_columns
 from training import averaging, tune
+from training.config import TrainConfig
 from training.metrics import ordinal_log_loss
 
 WEIGHT, ALPHA = "varying_weight", "varying_alpha"
@@ -61,6 +62,14 @@ SEARCHED = ("max_depth", "learning_rate", "min_child_weight", "subsample", "cols
 def wanted(params: dict) -> bool:
     """Whether a parameter dict asks for the blend."""
     return WEIGHT in params
+
+
+def applies(cfg: TrainConfig, params: dict, n_rows: int) -> bool:
+    """Whether training blends the chosen configuration `params` on `n_rows` training rows:
+    configured on, at least `varying_min_rows` rows, a boosted expected-change model without
+    monotone constraints (neither the ridge nor the splines are constrained)."""
+    return (cfg.varying and n_rows >= cfg.varying_min_rows and cfg.ordinal and not cfg.monotone
+            and tune.family(params) == "xgboost")
 
 
 def own(params: dict) -> dict:
@@ -112,8 +121,8 @@ class Basis:
     def protocol(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """(slopes varying with the person, main effects) of each row's protocol."""
         mod = X["exercise_modality"]
-        inten = X["exercise_intensity_pct"].to_numpy("float64") / 100.0
-        dur = X["exercise_duration_min"].to_numpy("float64") / 30.0
+        inten = _scaled_protocol(X, "exercise_intensity_pct")
+        dur = _scaled_protocol(X, "exercise_duration_min")
         slopes, main = [np.ones(len(X))], []
         for k in self.modalities:
             m = (mod == k).to_numpy("float64")
