@@ -123,13 +123,13 @@ def test_model_card_states_the_structure_only_when_it_was_trained_with_it():
     assert "read together" not in card(interactions="free") and "read together" not in card()
 
 
-def test_trees_distilled_from_the_varying_coefficient_ridge_keep_the_structure(frame):
+def test_trees_distilled_from_the_varying_coefficient_regression_keep_the_structure(frame):
     from training import varying
 
     X, target = frame
     params = {**tune.fit_params(load_config(None, average_of=1), 0, tune.Trial(0, {
         "max_depth": 3, "learning_rate": 0.1, "min_child_weight": 2.0, "subsample": 0.9, "colsample_bytree": 0.9,
-        "reg_lambda": 1.0, "gamma": 0.0}, 0.0, 20, 0.0)), varying.ALPHA: 300.0}
+        "reg_lambda": 1.0, "gamma": 0.0}, 0.0, 20, 0.0)), varying.RANK: 1, varying.ALPHA: 300.0}
     distilled = varying.component(X, target, params)
     allowed = _allowed_person_sets(list(X.columns))
     paths = _person_sets_of_paths(distilled)

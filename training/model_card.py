@@ -165,9 +165,9 @@ INTERACTIONS_TEXT = (
 
 
 VARYING_TEXT = (
-    "blended, weight {w:.1f} on these trees and the rest on trees distilled from a varying-coefficient ridge"
-    " regression (each modality's dose and load effects linear in every person field), the weight chosen by"
-    " out-of-fold log-loss; one booster, so the explanations stay exact")
+    "blended, weight {w:.1f} on these trees and the rest on trees distilled from a varying-coefficient"
+    " regression (each modality's dose and load effects linear in the person fields through {rank}, chosen by"
+    " cross-validation), the weight chosen by out-of-fold log-loss; one booster, so the explanations stay exact")
 
 
 def _model_kind(meta) -> str:
@@ -181,7 +181,9 @@ def _model_kind(meta) -> str:
     if shape.get("interactions") == PERSON_X_PROTOCOL:
         head += ("; " + INTERACTIONS_TEXT)
     if "varying_weight_on_trees" in shape:
-        head += "; " + VARYING_TEXT.format(w=shape["varying_weight_on_trees"])
+        rank = int(shape.get("varying_rank", 0))
+        head += "; " + VARYING_TEXT.format(w=shape["varying_weight_on_trees"], rank=(
+            "a full coefficient matrix" if rank == 0 else f"{rank} person {'index' if rank == 1 else 'indices'}"))
     if meta.link == NORMAL_SPREAD:
         return (f"XGBoost regression of the measured eih_pct ({head}) and a second XGBoost model of the spread of the"
                 f" measured change around it (gamma regression of out-of-fold squared residuals, depth"

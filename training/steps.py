@@ -142,7 +142,8 @@ class Calibrated:
             out["spread_rounds"] = self.spread.n_rounds
         if varying.wanted(self.params):
             out["varying_weight_on_trees"] = float(self.params[varying.WEIGHT])
-            out["varying_ridge_alpha"] = float(self.params[varying.ALPHA])
+            out["varying_rank"] = int(self.params[varying.RANK])
+            out["varying_penalty"] = float(self.params[varying.ALPHA])
             out["oof_log_loss_trees_alone"] = self.blend_log_loss[1.0]
         return out
 
@@ -189,7 +190,7 @@ def fit(prep: Prepared, chosen: tune.Trial, calib: Calibrated, cfg: TrainConfig,
                      explain_cost_proxy=tune.explain_cost(calib.params, chosen.n_rounds, prep.n_out))
         if varying.wanted(calib.params):
             shape.update(varying_weight_on_trees=float(calib.params[varying.WEIGHT]),
-                         varying_ridge_alpha=float(calib.params[varying.ALPHA]))
+                         varying_rank=int(calib.params[varying.RANK]), varying_penalty=float(calib.params[varying.ALPHA]))
     else:
         shape.update(explain_cost_proxy=chosen.cost, n_knots=chosen.params["n_knots"])
     if calib.spread is not None:
