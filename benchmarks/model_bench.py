@@ -121,7 +121,8 @@ def run(seed: int, n: int, model: str, monotone: bool = False, average_of: tuple
         shape = pred.meta.model_shape
         row = {"seed": seed, "monotone": monotone, "interactions": interactions,
                "average_of": shape.get("average_of", 1), "varying": blend,
-               "weight_on_trees": shape.get("varying_weight_on_trees", 1.0), "search_s": search_s,
+               "weight_on_trees": shape.get("varying_weight_on_trees", 1.0), "rank": shape.get("varying_rank"),
+               "search_s": search_s,
                "fit_s": time.perf_counter() - t1, "family": shape["family"], "depth": shape.get("max_depth"),
                "rounds": shape.get("n_rounds"), **{k: m[k] for k in (
                    "oracle_capture", "auroc_ratio_to_oracle", "test_ece", "test_log_loss", "oracle_test_log_loss")}}
