@@ -182,9 +182,11 @@ class _RunLog:
                f"{c.fitted.log_loss_after:.4f})" if c.applied else "no further correction needed")
         if c.blend_log_loss is not None:
             w = c.params[varying.WEIGHT]
+            rank = int(c.params[varying.RANK])
             self.console.print(f"blend: weight {w:.1f} on the searched trees, {1 - w:.1f} on the distilled"
-                               f" varying-coefficient trees (out-of-fold log-loss {c.blend_log_loss[w]:.4f}; the"
-                               f" searched trees alone {c.blend_log_loss[1.0]:.4f})", highlight=False)
+                               f" varying-coefficient trees ({f'rank {rank}' if rank else 'full rank'}; out-of-fold"
+                               f" log-loss {c.blend_log_loss[w]:.4f}; the searched trees alone"
+                               f" {c.blend_log_loss[1.0]:.4f})", highlight=False)
         self.console.print(f"calibration: {spread}out-of-fold ECE {c.ece_before:.4f}; {fix}")
 
     def _end_evaluate(self, ev: steps.Evaluation) -> None:
