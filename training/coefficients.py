@@ -43,7 +43,7 @@ FULL = 0
 MAIN_PENALTY = 30.0  # on the standardized main effects of the person and the protocol
 PROTOCOL_PENALTY = 1.0  # on the protocol indices: a few coefficients fitted on every row
 START_PENALTY = 3000.0  # on the full-rank ridge whose coefficient matrix starts the fit
-SWEEPS = 8  # alternations; the CV error of the chosen candidate settles within about five
+SWEEPS = 8  # alternations of the two ridge regressions
 
 
 @dataclass

@@ -96,8 +96,9 @@ class TrainConfig:
     ("free"). `benchmarks/model_bench.py --interactions` measures both."""
     varying: bool = True
     """Blend the searched trees with a varying-coefficient regression of the expected change
-    (each modality's dose and load effects linear in every person field), distilled into trees
-    of the same structure and merged into the one booster (training/varying.py); the blend's
+    (each modality's dose and load effects linear in the person fields through one or two shared
+    person indices or a full coefficient matrix, chosen by cross-validation; training/coefficients.py),
+    distilled into trees of the same structure and merged into the one booster (training/varying.py); the blend's
     weight is chosen by out-of-fold log-loss, so cross-validation may keep the trees alone. Not
     with the spline family, the multiclass model or monotone constraints.
     `benchmarks/model_bench.py --varying both` measures it against the trees alone."""
