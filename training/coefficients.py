@@ -92,10 +92,11 @@ class Basis:
         mod = X["exercise_modality"]
         inten = _scaled_protocol(X, "exercise_intensity_pct")
         dur = _scaled_protocol(X, "exercise_duration_min")
+        scaled = [_scaled_protocol(X, c) for c in self.slopes]
         slopes, main = [], []
         for k in self.modalities:
             m = (mod == k).to_numpy("float64")
-            slopes += [m * _scaled_protocol(X, c) for c in self.slopes]
+            slopes += [m * v for v in scaled]
             main += [m, m * inten, m * dur, m * inten * inten, m * dur * dur, m * inten * dur]
         return np.column_stack(slopes), np.column_stack(main)
 
@@ -109,6 +110,13 @@ def _scaled_protocol(X: pd.DataFrame, column: str) -> np.ndarray:
     return v
 
 
+def _scaling(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each column's mean and standard deviation (1 for a constant column)."""
+    center, scale = A.mean(axis=0), A.std(axis=0)
+    scale[scale == 0] = 1.0
+    return center, scale
+
+
 @dataclass
 class _Ridge:
     """A ridge regression on a standardized design, kept as coefficients of the raw columns."""
@@ -118,8 +126,7 @@ class _Ridge:
 
     @classmethod
     def fit(cls, D: np.ndarray, t: np.ndarray, penalty: np.ndarray) -> _Ridge:
-        center, scale = D.mean(axis=0), D.std(axis=0)
-        scale[scale == 0] = 1.0
+        center, scale = _scaling(D)
         S = (D - center) / scale
         w = np.linalg.solve(S.T @ S + np.diag(penalty), S.T @ (t - t.mean())) / scale
         return cls(w, float(t.mean() - center @ w))
@@ -158,21 +165,18 @@ def fit_all(X: pd.DataFrame, target: np.ndarray, candidates) -> dict[tuple[int, 
     ridge (its alpha is `START_PENALTY`), which also starts every reduced-rank fit."""
     basis = Basis.of(X)
     raw = basis.person(X)
-    center, scale = raw.mean(axis=0), raw.std(axis=0)
-    scale[scale == 0] = 1.0
+    center, scale = _scaling(raw)
     P, (Q, M) = (raw - center) / scale, basis.protocol(X)
     p, q = P.shape[1], Q.shape[1]
     n_main = p + M.shape[1] + q
     full = _Ridge.fit(np.column_stack([P, M, Q, (P[:, :, None] * Q[:, None, :]).reshape(len(X), -1)]), target,
                       _penalties(n_main, p * q, START_PENALTY))
     B = full.coef[n_main:].reshape(p, q)
-    regression = lambda ridge, slopes, rank: Regression(  # noqa: E731
-        basis, center, scale, ridge.coef[:n_main], ridge.intercept, slopes, rank)
     V0 = np.linalg.svd(B, full_matrices=False)[2].T
     out = {}
     for rank, alpha in candidates:
         if rank == FULL:
-            out[(rank, alpha)] = regression(full, B, min(p, q))
+            out[(rank, alpha)] = Regression(basis, center, scale, full.coef[:n_main], full.intercept, B, min(p, q))
             continue
         r = min(int(rank), q)
         V = V0[:, :r]
@@ -181,7 +185,7 @@ def fit_all(X: pd.DataFrame, target: np.ndarray, candidates) -> dict[tuple[int, 
             U = U.reshape(r, p).T
             ridge = _Ridge.fit(_design(P, Q, M, Q, P @ U), target, _penalties(n_main, q * r, PROTOCOL_PENALTY))
             V = ridge.coef[n_main:].reshape(r, q).T
-        out[(rank, alpha)] = regression(ridge, U @ V.T, r)
+        out[(rank, alpha)] = Regression(basis, center, scale, ridge.coef[:n_main], ridge.intercept, U @ V.T, r)
     return out
 
 
